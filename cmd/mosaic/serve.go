@@ -1,0 +1,194 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/mosaicimg/mosaic/api"
+	"github.com/mosaicimg/mosaic/engine"
+	"github.com/mosaicimg/mosaic/engine/pebblestore"
+	"github.com/mosaicimg/mosaic/fusefs"
+	"github.com/mosaicimg/mosaic/raftmeta"
+)
+
+type serveConfig struct {
+	dataDir    string
+	apiAddr    string
+	raftAddr   string
+	nodeID     string
+	mountDir   string
+	logLevel   string
+	cacheBytes int64
+}
+
+func serve(ctx context.Context, args []string) error {
+	var c serveConfig
+	fs := newFlagSet("serve")
+	fs.StringVar(&c.dataDir, "data-dir", "./mosaic-data", "directory for chunks, metadata and the node ID")
+	fs.StringVar(&c.apiAddr, "api-addr", "127.0.0.1:9292", "Glance v2 API listen address")
+	fs.StringVar(&c.raftAddr, "raft-addr", "127.0.0.1:9393", "Raft listen address")
+	fs.StringVar(&c.nodeID, "node-id", "", "stable node ID (default: generated once and kept in the data dir)")
+	fs.StringVar(&c.mountDir, "mount", "", "mount the read-only FUSE image tree at this directory")
+	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.Int64Var(&c.cacheBytes, "chunk-cache-bytes", 256<<20, "decoded chunk cache size in bytes")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	log, err := newLogger(c.logLevel)
+	if err != nil {
+		return err
+	}
+	n, err := startNode(ctx, c, log)
+	if err != nil {
+		return err
+	}
+	<-ctx.Done()
+	log.Info("shutting down")
+	return n.close()
+}
+
+// node is a running mosaic node; close stops it in reverse start order.
+type node struct {
+	log     *slog.Logger
+	closers []func() error
+}
+
+func (n *node) onClose(f func() error) { n.closers = append(n.closers, f) }
+
+func (n *node) close() error {
+	var errs []error
+	for i := len(n.closers) - 1; i >= 0; i-- {
+		if err := n.closers[i](); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func startNode(ctx context.Context, c serveConfig, log *slog.Logger) (_ *node, err error) {
+	n := &node{log: log}
+	defer func() {
+		if err != nil {
+			_ = n.close()
+		}
+	}()
+	if !isLoopback(c.apiAddr) {
+		log.Warn("API listens beyond loopback without authentication", "addr", c.apiAddr)
+	}
+	if err := os.MkdirAll(c.dataDir, 0o750); err != nil {
+		return nil, fmt.Errorf("data dir: %w", err)
+	}
+	if c.nodeID == "" {
+		if c.nodeID, err = loadOrCreateNodeID(c.dataDir); err != nil {
+			return nil, err
+		}
+	}
+	log = log.With("node", c.nodeID)
+	n.log = log
+
+	chunks, err := pebblestore.Open(pebblestore.Config{Dir: filepath.Join(c.dataDir, "chunks"), Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	n.onClose(chunks.Close)
+
+	meta, err := raftmeta.Open(raftmeta.Config{
+		NodeID: c.nodeID, Dir: filepath.Join(c.dataDir, "raft"), RaftAddr: c.raftAddr,
+		Bootstrap: true, Logger: log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	n.onClose(meta.Close)
+	waitCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	err = meta.WaitLeader(waitCtx)
+	cancel()
+	if err != nil {
+		return nil, err
+	}
+
+	svc, err := engine.NewService(engine.ServiceConfig{NodeID: c.nodeID, ChunkCacheBytes: c.cacheBytes},
+		meta, chunks, nil, log)
+	if err != nil {
+		return nil, err
+	}
+	if err := svc.RecoverUploads(ctx); err != nil {
+		return nil, err
+	}
+
+	ln, err := net.Listen("tcp", c.apiAddr)
+	if err != nil {
+		return nil, fmt.Errorf("listen %s: %w", c.apiAddr, err)
+	}
+	srv := &http.Server{
+		Handler:           api.New(api.Options{Images: svc, Logger: log}),
+		ReadHeaderTimeout: 30 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("http server stopped", "err", err)
+		}
+	}()
+	n.onClose(func() error {
+		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		return srv.Shutdown(sctx)
+	})
+	log.Info("API listening", "addr", ln.Addr().String(), "raft", c.raftAddr, "data", c.dataDir)
+
+	if c.mountDir != "" {
+		fsrv, err := fusefs.Mount(c.mountDir, svc, fusefs.Options{Logger: log})
+		if err != nil {
+			return nil, err
+		}
+		n.onClose(func() error {
+			if err := fsrv.Unmount(); err != nil {
+				return fmt.Errorf("unmount %s: %w", c.mountDir, err)
+			}
+			return nil
+		})
+		log.Info("image tree mounted", "dir", c.mountDir)
+	}
+	return n, nil
+}
+
+func loadOrCreateNodeID(dir string) (string, error) {
+	p := filepath.Join(dir, "node-id")
+	b, err := os.ReadFile(p)
+	if err == nil {
+		return strings.TrimSpace(string(b)), nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("read node ID: %w", err)
+	}
+	var r [6]byte
+	_, _ = rand.Read(r[:])
+	id := "node-" + hex.EncodeToString(r[:])
+	if err := os.WriteFile(p, []byte(id+"\n"), 0o640); err != nil {
+		return "", fmt.Errorf("write node ID: %w", err)
+	}
+	return id, nil
+}
+
+func isLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}

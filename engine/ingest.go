@@ -1,0 +1,386 @@
+package engine
+
+import (
+	"context"
+	"crypto"
+	"crypto/md5"
+	"crypto/sha256"
+	"crypto/sha512"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"runtime"
+	"sync"
+	"sync/atomic"
+
+	"github.com/mosaicimg/mosaic/chunker"
+	"golang.org/x/sync/errgroup"
+)
+
+// IngestConfig configures an Ingester.
+type IngestConfig struct {
+	// Chunking sets chunk sizes.
+	Chunking chunker.Params
+	// Workers is the number of goroutines that hash, compress and store
+	// chunks; 0 means GOMAXPROCS.
+	Workers int
+	// BlockSize is the unit the stream is read in and handed to the hash
+	// goroutines; 0 means 4 MiB.
+	BlockSize int
+	// BlocksInFlight bounds the memory an ingest uses (BlockSize each);
+	// 0 means 2×Workers+4.
+	BlocksInFlight int
+}
+
+// DefaultIngestConfig returns the defaults.
+func DefaultIngestConfig() IngestConfig {
+	return IngestConfig{Chunking: chunker.DefaultParams}
+}
+
+// Validate checks the configuration and fills zero fields with defaults.
+func (c *IngestConfig) Validate() error {
+	if c.Chunking == (chunker.Params{}) {
+		c.Chunking = chunker.DefaultParams
+	}
+	if err := c.Chunking.Validate(); err != nil {
+		return fmt.Errorf("ingest config: %w", err)
+	}
+	if c.Workers <= 0 {
+		c.Workers = runtime.GOMAXPROCS(0)
+	}
+	if c.BlockSize <= 0 {
+		c.BlockSize = 4 << 20
+	}
+	if c.BlockSize < c.Chunking.Max {
+		return fmt.Errorf("ingest config: block size %d below max chunk %d", c.BlockSize, c.Chunking.Max)
+	}
+	if c.BlocksInFlight <= 0 {
+		c.BlocksInFlight = 2*c.Workers + 4
+	}
+	return nil
+}
+
+// IngestOptions are per-upload settings.
+type IngestOptions struct {
+	// OSHashAlgo is Glance's os_hash_algo: "sha512" (default), "sha384" or "sha256".
+	OSHashAlgo string
+	// SignatureHash, when non-zero, is also computed over the stream
+	// (img_signature_hash_method: SHA-224/256/384/512).
+	SignatureHash crypto.Hash
+	// MaxSize caps the stream; 0 means no cap. Exceeding it fails with ErrTooLarge.
+	MaxSize int64
+}
+
+// IngestResult describes a stored stream.
+type IngestResult struct {
+	Manifest        *Manifest
+	Root            ChunkID
+	Size            int64
+	MD5             []byte
+	OSHashAlgo      string
+	OSHash          []byte
+	SignatureDigest []byte
+	// NewChunks and NewBytes count the chunks this ingest wrote (not
+	// present before) and their uncompressed bytes; ZeroBytes counts bytes
+	// in zero runs, which are never stored.
+	NewChunks int
+	NewBytes  int64
+	ZeroBytes int64
+}
+
+// Ingester turns a byte stream into stored chunks and a manifest. It is
+// safe for concurrent use; each Ingest call runs its own pipeline.
+type Ingester struct {
+	store ChunkStore
+	pins  *Pins
+	cfg   IngestConfig
+	carry sync.Pool // *[]byte of Chunking.Max bytes, for chunks spanning blocks
+}
+
+// NewIngester returns an Ingester writing to store. pins may be shared with
+// a garbage collector.
+func NewIngester(store ChunkStore, pins *Pins, cfg IngestConfig) (*Ingester, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if pins == nil {
+		pins = NewPins()
+	}
+	g := &Ingester{store: store, pins: pins, cfg: cfg}
+	g.carry.New = func() any { b := make([]byte, 0, cfg.Chunking.Max); return &b }
+	return g, nil
+}
+
+// NewOSHash returns the hash for a Glance hashing_algorithm name.
+func NewOSHash(algo string) (hash.Hash, error) {
+	switch algo {
+	case "", "sha512":
+		return sha512.New(), nil
+	case "sha384":
+		return sha512.New384(), nil
+	case "sha256":
+		return sha256.New(), nil
+	}
+	return nil, Errorf(ErrInvalid, "unsupported hashing algorithm %q (want sha256, sha384 or sha512)", algo)
+}
+
+// block is a piece of the stream shared, read-only, by the hash goroutines
+// and the chunk workers; it returns to the free list when its last user
+// releases it.
+type block struct {
+	buf  []byte
+	refs atomic.Int32
+	free chan *block
+}
+
+func (b *block) release() {
+	if b.refs.Add(-1) == 0 {
+		b.free <- b
+	}
+}
+
+type chunkJob struct {
+	ref     *ChunkRef
+	data    []byte
+	release func()
+}
+
+// Ingest reads r to the end, stores its chunks and its manifest, syncs the
+// store once, and returns the manifest root. When it returns without error
+// every byte the result refers to is durable. On error nothing refers to the
+// chunks written; they are garbage for GC.
+func (g *Ingester) Ingest(ctx context.Context, r io.Reader, opt IngestOptions) (*IngestResult, error) {
+	osh, err := NewOSHash(opt.OSHashAlgo)
+	if err != nil {
+		return nil, err
+	}
+	algo := opt.OSHashAlgo
+	if algo == "" {
+		algo = "sha512"
+	}
+	hashes := []hash.Hash{md5.New(), osh}
+	if opt.SignatureHash != 0 {
+		if !opt.SignatureHash.Available() {
+			return nil, Errorf(ErrInvalid, "signature hash %v is not available", opt.SignatureHash)
+		}
+		hashes = append(hashes, opt.SignatureHash.New())
+	}
+	cutter, err := chunker.NewCutter(g.cfg.Chunking)
+	if err != nil {
+		return nil, err
+	}
+
+	eg, ctx := errgroup.WithContext(ctx)
+	pins := g.pins.Begin()
+	defer pins.End()
+
+	// Hash goroutines: one per whole-stream hash, fed every block in order.
+	hashCh := make([]chan *block, len(hashes))
+	for i, h := range hashes {
+		ch := make(chan *block, g.cfg.BlocksInFlight)
+		hashCh[i] = ch
+		eg.Go(func() error {
+			for b := range ch {
+				h.Write(b.buf)
+				b.release()
+			}
+			return nil
+		})
+	}
+	// Chunk workers.
+	var newChunks, zeroBytes, newBytes atomic.Int64
+	jobs := make(chan chunkJob, 4*g.cfg.Workers)
+	for range g.cfg.Workers {
+		eg.Go(func() error {
+			for j := range jobs {
+				err := g.storeChunk(ctx, pins, j, &newChunks, &newBytes, &zeroBytes)
+				j.release()
+				if err != nil {
+					for j := range jobs { // drain so the reader never blocks
+						j.release()
+					}
+					return err
+				}
+			}
+			return nil
+		})
+	}
+
+	// The reader and cutter run here.
+	refs := make([][]ChunkRef, 0, 16) // pages of refs; pages never move, so workers may hold pointers
+	const refPage = 4096
+	nrefs := 0
+	newRef := func(off int64, size int) *ChunkRef {
+		if nrefs%refPage == 0 {
+			refs = append(refs, make([]ChunkRef, refPage))
+		}
+		r := &refs[nrefs/refPage][nrefs%refPage]
+		nrefs++
+		r.Offset, r.Size = off, uint32(size)
+		return r
+	}
+	free := make(chan *block, g.cfg.BlocksInFlight)
+	for range g.cfg.BlocksInFlight {
+		free <- &block{free: free}
+	}
+	var (
+		total    int64
+		chunkOff int64
+		carryP   *[]byte // bytes of the current chunk from earlier blocks
+	)
+	readErr := func() error {
+		defer func() {
+			for _, ch := range hashCh {
+				close(ch)
+			}
+			close(jobs)
+		}()
+		for {
+			var b *block
+			select {
+			case b = <-free:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			if cap(b.buf) < g.cfg.BlockSize {
+				b.buf = make([]byte, g.cfg.BlockSize)
+			}
+			n, err := io.ReadFull(r, b.buf[:g.cfg.BlockSize])
+			b.buf = b.buf[:n]
+			eof := errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
+			if err != nil && !eof {
+				free <- b
+				return fmt.Errorf("read upload stream: %w", err)
+			}
+			total += int64(n)
+			if opt.MaxSize > 0 && total > opt.MaxSize {
+				free <- b
+				return Errorf(ErrTooLarge, "Image exceeds the storage quota: the upload is larger than %d bytes", opt.MaxSize)
+			}
+			if n > 0 {
+				b.refs.Store(int32(len(hashCh)) + 1) // +1: the cutter's own reference
+				for _, ch := range hashCh {
+					ch <- b
+				}
+				data := b.buf
+				for len(data) > 0 {
+					k, end := cutter.Scan(data)
+					if !end {
+						if carryP == nil {
+							carryP = g.carry.Get().(*[]byte)
+						}
+						*carryP = append(*carryP, data...)
+						break
+					}
+					if carryP != nil {
+						*carryP = append(*carryP, data[:k]...)
+						cp := carryP
+						carryP = nil
+						if err := g.send(ctx, jobs, chunkJob{ref: newRef(chunkOff, len(*cp)), data: *cp,
+							release: func() { *cp = (*cp)[:0]; g.carry.Put(cp) }}); err != nil {
+							b.release()
+							return err
+						}
+						chunkOff += int64(len(*cp))
+					} else {
+						b.refs.Add(1)
+						if err := g.send(ctx, jobs, chunkJob{ref: newRef(chunkOff, k), data: data[:k:k], release: b.release}); err != nil {
+							b.release() // the cutter's reference; send released the job's
+							return err
+						}
+						chunkOff += int64(k)
+					}
+					data = data[k:]
+				}
+				b.release()
+			} else {
+				free <- b
+			}
+			if eof {
+				if carryP != nil && len(*carryP) > 0 {
+					cp := carryP
+					carryP = nil
+					if err := g.send(ctx, jobs, chunkJob{ref: newRef(chunkOff, len(*cp)), data: *cp,
+						release: func() { *cp = (*cp)[:0]; g.carry.Put(cp) }}); err != nil {
+						return err
+					}
+					chunkOff += int64(len(*cp))
+				}
+				return nil
+			}
+		}
+	}()
+	if err := eg.Wait(); err != nil {
+		return nil, err
+	}
+	if readErr != nil {
+		return nil, readErr
+	}
+	if chunkOff != total {
+		return nil, fmt.Errorf("ingest: chunks cover %d bytes of %d", chunkOff, total)
+	}
+
+	m := &Manifest{Size: total, Chunks: make([]ChunkRef, 0, nrefs)}
+	for i := 0; i < nrefs; i++ {
+		m.Chunks = append(m.Chunks, refs[i/refPage][i%refPage])
+	}
+	root, err := StoreManifest(ctx, g.store, m)
+	if err != nil {
+		return nil, err
+	}
+	// One sync makes every chunk and the manifest durable, including chunks
+	// skipped because another upload wrote them (the WAL is sequential).
+	if err := g.store.Sync(ctx); err != nil {
+		return nil, fmt.Errorf("ingest: sync: %w", err)
+	}
+	res := &IngestResult{
+		Manifest: m, Root: root, Size: total,
+		MD5: hashes[0].Sum(nil), OSHashAlgo: algo, OSHash: hashes[1].Sum(nil),
+		NewChunks: int(newChunks.Load()), NewBytes: newBytes.Load(), ZeroBytes: zeroBytes.Load(),
+	}
+	if len(hashes) > 2 {
+		res.SignatureDigest = hashes[2].Sum(nil)
+	}
+	return res, nil
+}
+
+func (g *Ingester) send(ctx context.Context, jobs chan<- chunkJob, j chunkJob) error {
+	select {
+	case jobs <- j:
+		return nil
+	case <-ctx.Done():
+		j.release()
+		return ctx.Err()
+	}
+}
+
+// storeChunk names one chunk and stores it unless it is a zero run or
+// already present.
+func (g *Ingester) storeChunk(ctx context.Context, pins *PinSession, j chunkJob, newChunks, newBytes, zeroBytes *atomic.Int64) error {
+	if IsAllZero(j.data) {
+		j.ref.ID = ZeroChunk
+		zeroBytes.Add(int64(len(j.data)))
+		return nil
+	}
+	id := SumChunk(j.data)
+	j.ref.ID = id
+	var present bool
+	err := pins.Pin(id, func() error {
+		var err error
+		present, err = g.store.Has(ctx, id)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("ingest: has %s: %w", id, err)
+	}
+	if present {
+		return nil
+	}
+	if err := g.store.Put(ctx, id, j.data); err != nil {
+		return fmt.Errorf("ingest: put %s: %w", id, err)
+	}
+	newChunks.Add(1)
+	newBytes.Add(int64(len(j.data)))
+	return nil
+}

@@ -1,0 +1,68 @@
+package raftmeta
+
+import (
+	"encoding/json"
+	"fmt"
+
+	"github.com/mosaicimg/mosaic/engine"
+)
+
+// CommandType identifies a log entry's command. The first byte of every
+// entry is its type; the second its body version; the rest its JSON body.
+// A type with the IgnorableFlag bit may be skipped by a node that does not
+// know it (an optional feature); any other unknown type stops the node
+// (panic), because applying the log without it would diverge.
+type CommandType byte
+
+// IgnorableFlag marks command types older nodes may skip.
+const IgnorableFlag CommandType = 0x80
+
+// Command types. Never renumber: they are in every stored log.
+const (
+	CmdCreateImage CommandType = 1
+	CmdUpdateImage CommandType = 2
+	CmdDeleteImage CommandType = 3
+)
+
+func (t CommandType) String() string {
+	switch t &^ IgnorableFlag {
+	case CmdCreateImage:
+		return "create-image"
+	case CmdUpdateImage:
+		return "update-image"
+	case CmdDeleteImage:
+		return "delete-image"
+	}
+	return fmt.Sprintf("command-%d", byte(t))
+}
+
+// Bodies. Each carries everything Apply needs; the proposer has already
+// chosen IDs, timestamps and the expected revision.
+type (
+	createImageV1 struct {
+		Image *engine.Image `json:"image"`
+	}
+	updateImageV1 struct {
+		Image      *engine.Image `json:"image"`
+		IfRevision uint64        `json:"if_revision"`
+	}
+	deleteImageV1 struct {
+		ID         string `json:"id"`
+		IfRevision uint64 `json:"if_revision"`
+	}
+)
+
+// encodeCommand builds a log entry.
+func encodeCommand(t CommandType, version byte, body any) ([]byte, error) {
+	b, err := json.Marshal(body)
+	if err != nil {
+		return nil, fmt.Errorf("raftmeta: encode %s: %w", t, err)
+	}
+	return append([]byte{byte(t), version}, b...), nil
+}
+
+// applyResult is what Apply returns for every command.
+type applyResult struct {
+	Err   error
+	Image *engine.Image
+}
