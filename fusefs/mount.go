@@ -56,10 +56,11 @@ func ClearStale(dir string) error {
 	if err != nil || !mounted {
 		return err
 	}
-	if _, err := os.Stat(abs); err == nil {
+	// statfs always reaches the FUSE server (stat may be answered from the
+	// kernel's attribute cache), so ENOTCONN reliably means a dead server.
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(abs, &st); !errors.Is(err, syscall.ENOTCONN) {
 		return fmt.Errorf("fusefs: %s is already mounted by a live file system", abs)
-	} else if !errors.Is(err, syscall.ENOTCONN) {
-		return fmt.Errorf("fusefs: inspect mount %s: %w", abs, err)
 	}
 	out, err := exec.Command("fusermount3", "-u", "-z", abs).CombinedOutput()
 	if err != nil {

@@ -131,7 +131,7 @@ func startNode(ctx context.Context, c serveConfig, log *slog.Logger) (_ *node, e
 		return nil, fmt.Errorf("listen %s: %w", c.apiAddr, err)
 	}
 	srv := &http.Server{
-		Handler:           api.New(api.Options{Images: svc, Logger: log}),
+		Handler:           api.New(api.Options{Images: svc, Usage: svc, Logger: log}),
 		ReadHeaderTimeout: 30 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}

@@ -1,0 +1,43 @@
+# Mosaic — see README.md. `make test` is what CI runs (.ci/run).
+GO      ?= go
+BIN     := bin/mosaic
+# Packages whose tests also run under the race detector.
+RACE_PKGS := ./chunker/... ./engine/... ./raftmeta/... ./fusefs/... ./api/...
+
+.PHONY: build run test test-unit test-system bench soak lint verify clean
+
+build:
+	$(GO) build -o $(BIN) ./cmd/mosaic
+
+# A single node with the embedded defaults: data in ./mosaic-data, Glance
+# API on 127.0.0.1:9292, Raft on 127.0.0.1:9393.
+run: build
+	./$(BIN) serve
+
+test: build test-unit test-system
+
+test-unit:
+	$(GO) test -count=1 -race -timeout 15m $(RACE_PKGS)
+
+test-system:
+	MOSAIC_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -timeout 25m ./cmd/... ./testing/...
+
+# Long-running figures (see docs/benchmarks.md).
+bench: build
+	$(GO) test -run '^$$' -bench . -benchtime 3x -timeout 60m ./chunker/... ./engine/...
+
+soak: build
+	MOSAIC_SOAK=1 MOSAIC_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -timeout 120m ./testing/...
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) test -count=1 ./testing/archtest/
+
+# go mod tidy must leave go.mod and go.sum unchanged.
+verify:
+	$(GO) mod tidy
+	git diff --exit-code go.mod go.sum
+
+clean:
+	rm -rf bin
