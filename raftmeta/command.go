@@ -17,7 +17,9 @@ type CommandType byte
 // IgnorableFlag marks command types older nodes may skip.
 const IgnorableFlag CommandType = 0x80
 
-// Command types. Never renumber: they are in every stored log.
+// Command types. Never renumber: they are in every stored log. Numbers are
+// assigned by range: images 1–15, members 16–31, tasks/import 32–47,
+// key-manager secrets 48–63, cluster membership 64–79, GC/uploads/repair 80–95.
 const (
 	CmdCreateImage CommandType = 1
 	CmdUpdateImage CommandType = 2
