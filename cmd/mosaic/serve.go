@@ -15,10 +15,8 @@ import (
 	"time"
 
 	"github.com/mosaicimg/mosaic/api"
-	"github.com/mosaicimg/mosaic/engine"
 	"github.com/mosaicimg/mosaic/engine/pebblestore"
 	"github.com/mosaicimg/mosaic/fusefs"
-	"github.com/mosaicimg/mosaic/raftmeta"
 )
 
 type serveConfig struct {
@@ -29,6 +27,7 @@ type serveConfig struct {
 	mountDir   string
 	logLevel   string
 	cacheBytes int64
+	cluster    clusterFlags
 }
 
 func serve(ctx context.Context, args []string) error {
@@ -41,7 +40,11 @@ func serve(ctx context.Context, args []string) error {
 	fs.StringVar(&c.mountDir, "mount", "", "mount the read-only FUSE image tree at this directory")
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.Int64Var(&c.cacheBytes, "chunk-cache-bytes", 256<<20, "decoded chunk cache size in bytes")
+	c.cluster.register(fs)
 	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if err := c.cluster.resolve(c.apiAddr, c.raftAddr); err != nil {
 		return err
 	}
 	log, err := newLogger(c.logLevel)
@@ -102,36 +105,21 @@ func startNode(ctx context.Context, c serveConfig, log *slog.Logger) (_ *node, e
 	}
 	n.onClose(chunks.Close)
 
-	meta, err := raftmeta.Open(raftmeta.Config{
-		NodeID: c.nodeID, Dir: filepath.Join(c.dataDir, "raft"), RaftAddr: c.raftAddr,
-		Bootstrap: true, Logger: log,
-	})
+	cl, err := startCluster(ctx, n, c, chunks, log)
 	if err != nil {
 		return nil, err
 	}
-	n.onClose(meta.Close)
-	waitCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	err = meta.WaitLeader(waitCtx)
-	cancel()
-	if err != nil {
-		return nil, err
-	}
-
-	svc, err := engine.NewService(engine.ServiceConfig{NodeID: c.nodeID, ChunkCacheBytes: c.cacheBytes},
-		meta, chunks, nil, log)
-	if err != nil {
-		return nil, err
-	}
-	if err := svc.RecoverUploads(ctx); err != nil {
-		return nil, err
-	}
+	svc := cl.svc
 
 	ln, err := net.Listen("tcp", c.apiAddr)
 	if err != nil {
 		return nil, fmt.Errorf("listen %s: %w", c.apiAddr, err)
 	}
+	mux := http.NewServeMux()
+	mux.Handle("/internal/", cl.internal)
+	mux.Handle("/", api.New(api.Options{Images: svc, Usage: svc, Logger: log}))
 	srv := &http.Server{
-		Handler:           api.New(api.Options{Images: svc, Usage: svc, Logger: log}),
+		Handler:           mux,
 		ReadHeaderTimeout: 30 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
@@ -145,6 +133,7 @@ func startNode(ctx context.Context, c serveConfig, log *slog.Logger) (_ *node, e
 		defer cancel()
 		return srv.Shutdown(sctx)
 	})
+	cl.afterListen(ctx)
 	log.Info("API listening", "addr", ln.Addr().String(), "raft", c.raftAddr, "data", c.dataDir)
 
 	if c.mountDir != "" {

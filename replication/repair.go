@@ -1,0 +1,272 @@
+package replication
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/mosaicimg/mosaic/engine"
+	"golang.org/x/sync/errgroup"
+)
+
+// LiveManifests lists the manifest roots whose chunks must be kept: those
+// of every image that is not deleted (cmd adapts the image store).
+type LiveManifests interface {
+	LiveManifests(ctx context.Context) ([]engine.ChunkID, error)
+}
+
+// LiveFunc adapts a function to LiveManifests.
+type LiveFunc func(ctx context.Context) ([]engine.ChunkID, error)
+
+// LiveManifests implements LiveManifests.
+func (f LiveFunc) LiveManifests(ctx context.Context) ([]engine.ChunkID, error) { return f(ctx) }
+
+// RepairProgress is the state of a node's repairer.
+type RepairProgress struct {
+	// State is "idle" or "running".
+	State string `json:"state"`
+	// Passes counts completed passes; Reason says why the latest started.
+	Passes   int       `json:"passes"`
+	Reason   string    `json:"reason,omitempty"`
+	Started  time.Time `json:"started,omitzero"`
+	Finished time.Time `json:"finished,omitzero"`
+	// Seconds is the duration of the latest completed pass.
+	Seconds float64 `json:"seconds"`
+	// Membership is the storage membership the latest pass placed for.
+	Membership string `json:"membership,omitempty"`
+	// ChunksTotal is the number of distinct chunks live images reference;
+	// ChunksOwned how many of them this node owns; ChunksChecked how many
+	// owned chunks the pass has looked at; ChunksFetched and BytesFetched
+	// what it copied here; Missing what it could not find anywhere.
+	ChunksTotal   int64  `json:"chunks_total"`
+	ChunksOwned   int64  `json:"chunks_owned"`
+	ChunksChecked int64  `json:"chunks_checked"`
+	ChunksFetched int64  `json:"chunks_fetched"`
+	BytesFetched  int64  `json:"bytes_fetched"`
+	Missing       int64  `json:"missing"`
+	LastError     string `json:"last_error,omitempty"`
+}
+
+// Repairer restores this node's share of R copies: after every change of
+// the storage membership, at start and every RepairInterval, it walks the
+// live manifests and pulls each chunk it owns but lacks from the other
+// nodes. Each node repairs itself, so a join moves data to the new node
+// and a removal re-creates the lost copies on the chunks' new owners.
+type Repairer struct {
+	cfg   Config
+	store *Store
+	live  LiveManifests
+
+	trigger chan string
+	stop    chan struct{}
+	wg      sync.WaitGroup
+
+	mu   sync.Mutex
+	prog RepairProgress
+	// counters of the running pass
+	checked, fetched, bytes, missing atomic.Int64
+}
+
+// NewRepairer returns a repairer for store; Start runs it.
+func NewRepairer(store *Store, live LiveManifests) *Repairer {
+	return &Repairer{cfg: store.cfg, store: store, live: live, trigger: make(chan string, 1),
+		stop: make(chan struct{}), prog: RepairProgress{State: "idle"}}
+}
+
+// Start runs passes in the background until Close.
+func (r *Repairer) Start() {
+	r.wg.Add(1)
+	go r.loop()
+}
+
+// Close stops the repairer and waits for it.
+func (r *Repairer) Close() error {
+	close(r.stop)
+	r.wg.Wait()
+	return nil
+}
+
+// Trigger asks for a pass soon.
+func (r *Repairer) Trigger(reason string) {
+	select {
+	case r.trigger <- reason:
+	default:
+	}
+}
+
+// Progress returns the repairer's state.
+func (r *Repairer) Progress() RepairProgress {
+	r.mu.Lock()
+	p := r.prog
+	r.mu.Unlock()
+	if p.State == "running" {
+		p.ChunksChecked, p.ChunksFetched = r.checked.Load(), r.fetched.Load()
+		p.BytesFetched, p.Missing = r.bytes.Load(), r.missing.Load()
+	}
+	return p
+}
+
+func (r *Repairer) loop() {
+	defer r.wg.Done()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		<-r.stop
+		cancel()
+	}()
+	poll := time.NewTicker(time.Second)
+	defer poll.Stop()
+	next := time.Now().Add(2 * time.Second) // first pass soon after start
+	lastSig := ""
+	for {
+		reason := ""
+		select {
+		case <-r.stop:
+			return
+		case reason = <-r.trigger:
+		case <-poll.C:
+			if sig := r.store.ranking().signature(); sig != lastSig {
+				if lastSig != "" {
+					reason = "membership change"
+				}
+				lastSig = sig
+			}
+			if reason == "" && time.Now().After(next) {
+				reason = "periodic"
+			}
+		}
+		if reason == "" {
+			continue
+		}
+		if err := r.pass(ctx, reason); err != nil && ctx.Err() == nil {
+			r.cfg.Logger.Warn("repair pass failed", "reason", reason, "err", err)
+		}
+		next = time.Now().Add(r.cfg.RepairInterval)
+	}
+}
+
+// Pass runs one repair pass now (tests and `mosaic cluster repair`).
+func (r *Repairer) Pass(ctx context.Context) error { return r.pass(ctx, "requested") }
+
+func (r *Repairer) pass(ctx context.Context, reason string) (err error) {
+	rk := r.store.ranking()
+	start := time.Now()
+	r.checked.Store(0)
+	r.fetched.Store(0)
+	r.bytes.Store(0)
+	r.missing.Store(0)
+	r.mu.Lock()
+	r.prog.State, r.prog.Reason, r.prog.Started = "running", reason, start
+	r.prog.Membership = rk.signature()
+	r.prog.ChunksTotal, r.prog.ChunksOwned = 0, 0
+	r.mu.Unlock()
+	defer func() {
+		r.mu.Lock()
+		r.prog.State = "idle"
+		r.prog.ChunksChecked, r.prog.ChunksFetched = r.checked.Load(), r.fetched.Load()
+		r.prog.BytesFetched, r.prog.Missing = r.bytes.Load(), r.missing.Load()
+		r.prog.LastError = ""
+		if err != nil {
+			r.prog.LastError = err.Error()
+		} else {
+			r.prog.Passes++
+			r.prog.Finished = time.Now()
+			r.prog.Seconds = time.Since(start).Seconds()
+		}
+		r.mu.Unlock()
+	}()
+
+	roots, err := r.live.LiveManifests(ctx)
+	if err != nil {
+		return fmt.Errorf("repair: list live images: %w", err)
+	}
+	seen := map[engine.ChunkID]struct{}{}
+	var owned []engine.ChunkID
+	add := func(id engine.ChunkID) {
+		if id.IsZero() {
+			return
+		}
+		if _, ok := seen[id]; ok {
+			return
+		}
+		seen[id] = struct{}{}
+		if rk.Owns(id, r.cfg.Replicas, r.cfg.SelfID) {
+			owned = append(owned, id)
+		}
+	}
+	var errs []error
+	for _, root := range roots {
+		blobs, err := engine.ManifestBlobIDs(ctx, r.store, root)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		for _, id := range blobs {
+			add(id)
+		}
+		m, err := engine.LoadManifest(ctx, r.store, root)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		for _, c := range m.Chunks {
+			add(c.ID)
+		}
+	}
+	r.mu.Lock()
+	r.prog.ChunksTotal, r.prog.ChunksOwned = int64(len(seen)), int64(len(owned))
+	r.mu.Unlock()
+
+	eg, ectx := errgroup.WithContext(ctx)
+	eg.SetLimit(r.cfg.RepairWorkers)
+	local := r.store.local
+	var mu sync.Mutex
+	for _, id := range owned {
+		eg.Go(func() error {
+			defer r.checked.Add(1)
+			has, err := local.Has(ectx, id)
+			if err != nil {
+				return err
+			}
+			if has {
+				return nil
+			}
+			b, err := r.store.fetch.Fetch(ectx, id, nil)
+			if err != nil {
+				if ectx.Err() != nil {
+					return ectx.Err()
+				}
+				r.missing.Add(1)
+				mu.Lock()
+				if len(errs) < 10 {
+					errs = append(errs, err)
+				}
+				mu.Unlock()
+				return nil
+			}
+			if err := local.Put(ectx, id, b); err != nil {
+				return err
+			}
+			r.fetched.Add(1)
+			r.bytes.Add(int64(len(b)))
+			return nil
+		})
+	}
+	if err := eg.Wait(); err != nil {
+		return fmt.Errorf("repair: %w", err)
+	}
+	if err := local.Sync(ctx); err != nil {
+		return fmt.Errorf("repair: sync: %w", err)
+	}
+	if r.fetched.Load() > 0 || r.missing.Load() > 0 {
+		r.cfg.Logger.Info("repair pass", "reason", reason, "owned", len(owned), "fetched", r.fetched.Load(),
+			"bytes", r.bytes.Load(), "missing", r.missing.Load(), "seconds", time.Since(start).Seconds())
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("repair: %d problems: %w", len(errs), errors.Join(errs...))
+	}
+	return nil
+}
