@@ -61,7 +61,8 @@ func (n *Node) onLeader(ctx context.Context, op string, local func() error, remo
 				err = remote(addr)
 			}
 		}
-		if err == nil || !errors.Is(err, errRetry) {
+		// Join and remove are idempotent: unavailability is retried too.
+		if err == nil || !(errors.Is(err, errRetry) || errors.Is(err, engine.ErrUnavailable)) {
 			return err
 		}
 		select {

@@ -38,12 +38,11 @@ func (n *Node) readBarrier(ctx context.Context) error {
 			}
 			return nil
 		}
-		if !errors.Is(err, errRetry) {
-			return err
-		}
+		// Reads are idempotent: any failure (no leader, a leader that just
+		// died, a dropped connection) is retried until the deadline.
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("raftmeta: read: %w: no leader: %v", engine.ErrUnavailable, err)
+			return fmt.Errorf("raftmeta: read: %w: no leader confirmed the read: %v", engine.ErrUnavailable, err)
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
@@ -84,7 +83,25 @@ func (n *Node) ReadIndex(ctx context.Context) (uint64, error) {
 	if err := n.raft.VerifyLeader().Error(); err != nil {
 		return 0, fmt.Errorf("raftmeta: read index: %w: %v", engine.ErrNotLeader, err)
 	}
-	return idx, nil
+	return n.fsmIndex(idx), nil
+}
+
+// fsmIndex returns the index of the last entry at or below idx that the
+// FSM sees. No-op and barrier entries (a new leader's first entries) never
+// reach the FSM, so waiting for their index would wait for the next write;
+// what a read must wait for is the last command before them.
+func (n *Node) fsmIndex(idx uint64) uint64 {
+	applied := n.fsm.applied()
+	var l raft.Log
+	for ; idx > applied; idx-- {
+		if err := n.logs.GetLog(idx, &l); err != nil {
+			return applied // compacted into a snapshot the FSM already holds
+		}
+		if l.Type == raft.LogCommand || l.Type == raft.LogConfiguration {
+			return idx
+		}
+	}
+	return idx
 }
 
 // AppliedIndex returns the index of the last entry this node applied.

@@ -129,7 +129,7 @@ func WaitConverged(t testing.TB, c Cluster, want int) {
 				return fmt.Errorf("node %d registry has %d nodes, want %d", i, len(m.Nodes), want)
 			}
 			if m.State == "Leader" {
-				commit = m.CommitIndex
+				commit = m.AppliedIndex
 			}
 		}
 		for i := 0; i < c.Len(); i++ {
@@ -141,7 +141,7 @@ func WaitConverged(t testing.TB, c Cluster, want int) {
 				return err
 			}
 			if s.Meta.AppliedIndex < commit {
-				return fmt.Errorf("node %d applied %d < leader commit %d", i, s.Meta.AppliedIndex, commit)
+				return fmt.Errorf("node %d applied %d < leader applied %d", i, s.Meta.AppliedIndex, commit)
 			}
 		}
 		return nil
