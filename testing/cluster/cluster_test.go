@@ -251,8 +251,8 @@ func downloadSum(t *testing.T, url, id string) [32]byte {
 // through B and C: byte-identical (every chunk was on R nodes before the
 // upload was acknowledged).
 func TestUploadKillDownload(t *testing.T) {
-	size := 256 << 20
 	both(t, func(t *testing.T, start StartFunc) {
+		size := 256 << 20
 		if strings.HasSuffix(t.Name(), "inprocess") && !soak() {
 			size = 64 << 20 // the process variant moves the full 256 MiB
 		}
@@ -342,8 +342,8 @@ func membersOf(c Cluster, s *Status) []replication.Member {
 // on its owners. Then a node is removed and R copies are restored on the
 // others. The soak variant holds 2 GiB.
 func TestJoinRebalancesAndRemoveRepairs(t *testing.T) {
-	total, per := 48<<20, 16<<20
 	both(t, func(t *testing.T, start StartFunc) {
+		total, per := 48<<20, 16<<20
 		if soak() && strings.HasSuffix(t.Name(), "processes") {
 			total, per = 2<<30, 256<<20
 		}
