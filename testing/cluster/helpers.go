@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"testing"
 	"time"
 
@@ -173,3 +174,5 @@ func Leader(t testing.TB, c Cluster) int {
 	})
 	return idx
 }
+
+func writeFile(path string, b []byte) error { return os.WriteFile(path, b, 0o644) }

@@ -39,6 +39,7 @@ type ipNode struct {
 	running           bool
 	closers           []func() error
 	meta              *raftmeta.Node
+	svc               *engine.Service
 	bg                sync.WaitGroup
 	cancel            context.CancelFunc
 }
@@ -68,6 +69,10 @@ func (c *inProcess) Secret() string       { return c.secret }
 func (c *inProcess) Running(i int) bool   { return c.nodes[i].running }
 func (c *inProcess) Partition(i int)      { c.fn.isolate(i, len(c.nodes)) }
 func (c *inProcess) Heal()                { c.fn.heal() }
+
+// Service returns node i's image service (in-process only), for tests that
+// drive the engine directly.
+func (c *inProcess) Service(i int) *engine.Service { return c.nodes[i].svc }
 
 func (c *inProcess) Add() int {
 	c.t.Helper()
@@ -170,6 +175,7 @@ func (c *inProcess) start(i int, bootstrap bool) {
 	if err != nil {
 		fail(err)
 	}
+	nd.svc = svc
 	peer := replication.NewPeer(rcfg, chunks, pins)
 	onClose(peer.Close)
 	repair := replication.NewRepairer(store, replication.LiveFunc(func(ctx context.Context) ([]engine.ChunkID, error) {
