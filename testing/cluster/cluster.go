@@ -45,15 +45,15 @@ type Options struct {
 
 // StartFunc starts a cluster of n nodes (the same signature for both
 // implementations, so test bodies take one).
-type StartFunc func(t *testing.T, n int, o Options) Cluster
+type StartFunc func(t testing.TB, n int, o Options) Cluster
 
 // Impls lists both implementations by name.
 var Impls = []struct {
 	Name  string
 	Start StartFunc
 }{
-	{"inprocess", func(t *testing.T, n int, o Options) Cluster { return StartInProcess(t, n, o) }},
-	{"processes", func(t *testing.T, n int, o Options) Cluster { return StartProcesses(t, n, o) }},
+	{"inprocess", func(t testing.TB, n int, o Options) Cluster { return StartInProcess(t, n, o) }},
+	{"processes", func(t testing.TB, n int, o Options) Cluster { return StartProcesses(t, n, o) }},
 }
 
 func newSecret() string {

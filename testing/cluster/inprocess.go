@@ -24,7 +24,7 @@ import (
 // inProcess runs nodes as goroutines of the test on 127.0.0.1, wired as
 // cmd/mosaic wires them, with Raft and node-to-node HTTP on a faultNet.
 type inProcess struct {
-	t      *testing.T
+	t      testing.TB
 	o      Options
 	secret string
 	fn     *faultNet
@@ -46,7 +46,7 @@ type ipNode struct {
 
 // StartInProcess starts n in-process nodes: node 0 bootstraps, the others
 // join through it.
-func StartInProcess(t *testing.T, n int, o Options) Cluster {
+func StartInProcess(t testing.TB, n int, o Options) Cluster {
 	c := &inProcess{t: t, o: o, secret: newSecret(), fn: newFaultNet()}
 	t.Cleanup(func() {
 		for i := range c.nodes {
@@ -230,7 +230,7 @@ func (c *inProcess) start(i int, bootstrap bool) {
 
 // testWriter sends log lines to t.Log while the test runs.
 type testWriter struct {
-	t    *testing.T
+	t    testing.TB
 	node string
 }
 

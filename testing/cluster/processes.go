@@ -13,7 +13,7 @@ import (
 // processes runs `mosaic serve` processes, node i on 127.0.0.(20+i), each
 // behind proxies for its Raft and API ports (the addresses it advertises).
 type processes struct {
-	t      *testing.T
+	t      testing.TB
 	o      Options
 	secret string
 
@@ -34,7 +34,7 @@ type procNode struct {
 
 // StartProcesses builds cmd/mosaic (or uses $MOSAIC_BIN) and starts n
 // nodes: node 0 bootstraps, the others join through it.
-func StartProcesses(t *testing.T, n int, o Options) Cluster {
+func StartProcesses(t testing.TB, n int, o Options) Cluster {
 	c := &processes{t: t, o: o, secret: newSecret(), cut: map[[2]int]bool{}}
 	t.Cleanup(func() {
 		for _, nd := range c.nodes {
