@@ -58,7 +58,7 @@ func createLoad(b testing.TB, url string, clients, n int) ([]time.Duration, time
 func BenchmarkClusterCreate(b *testing.B) {
 	for _, nodes := range []int{1, 3} {
 		b.Run(fmt.Sprintf("nodes=%d", nodes), func(b *testing.B) {
-			c := StartProcesses(b, nodes, Options{})
+			c := StartProcesses(b, nodes, Options{Direct: true})
 			WaitConverged(b, c, nodes)
 			l := Leader(b, c)
 			targets := map[string]int{"leader": l}
@@ -90,7 +90,7 @@ func BenchmarkClusterCreate(b *testing.B) {
 // through a surviving node; time from the kill to the first acknowledged
 // write. Three rounds.
 func BenchmarkClusterFailover(b *testing.B) {
-	c := StartProcesses(b, 3, Options{})
+	c := StartProcesses(b, 3, Options{Direct: true})
 	WaitConverged(b, c, 3)
 	for range b.N {
 		var worst time.Duration
@@ -127,7 +127,7 @@ func BenchmarkClusterUpload(b *testing.B) {
 	data := randomBytes(256<<20, 5)
 	for _, nodes := range []int{1, 3} {
 		b.Run(fmt.Sprintf("nodes=%d", nodes), func(b *testing.B) {
-			c := StartProcesses(b, nodes, Options{})
+			c := StartProcesses(b, nodes, Options{Direct: true})
 			WaitConverged(b, c, nodes)
 			via := (Leader(b, c) + 1) % nodes
 			for range b.N {

@@ -41,6 +41,9 @@ type Options struct {
 	Replicas int
 	// ExtraArgs are added to every process's `mosaic serve` arguments.
 	ExtraArgs []string
+	// Direct connects processes without the partition proxies (benchmarks:
+	// the proxies add a hop). Partition then fails the test.
+	Direct bool
 }
 
 // StartFunc starts a cluster of n nodes (the same signature for both

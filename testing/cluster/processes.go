@@ -80,11 +80,17 @@ func (c *processes) Add() int {
 	port := func() string { return fmt.Sprint(harness.FreePort(c.t, host)) }
 	api, raft := net.JoinHostPort(host, port()), net.JoinHostPort(host, port())
 	advAPI, advRaft := net.JoinHostPort(host, port()), net.JoinHostPort(host, port())
+	if c.o.Direct {
+		advAPI, advRaft = api, raft
+	}
 	nd := &procNode{host: host, id: fmt.Sprintf("node%d", i), advAPI: advAPI}
 	c.mu.Lock()
 	c.nodes = append(c.nodes, nd)
 	c.mu.Unlock()
 	for _, pair := range [][2]string{{advAPI, api}, {advRaft, raft}} {
+		if c.o.Direct {
+			break
+		}
 		px, err := newProxy(pair[0], pair[1], i, c.hostOf, c.isCut)
 		if err != nil {
 			c.t.Fatalf("proxy for node %d: %v", i, err)
@@ -119,6 +125,9 @@ func (c *processes) Restart(i int) {
 }
 
 func (c *processes) Partition(i int) {
+	if c.o.Direct {
+		c.t.Fatal("Partition needs the proxies (Options.Direct is set)")
+	}
 	c.mu.Lock()
 	for j := range c.nodes {
 		if j != i {
