@@ -152,19 +152,22 @@ func startCluster(ctx context.Context, n *node, c serveConfig, chunks *pebblesto
 	return &clusterParts{c: c, meta: meta, store: store, repair: repair, svc: svc, internal: internal, log: log}, nil
 }
 
-// afterListen runs once the API serves: join (or rejoin) through --join,
-// then, with a leader known, reset this node's interrupted uploads and
-// start the repairer. It does not block: a node restarting with its peers
-// down waits for them in the background.
+// afterListen runs once the API serves: join (or rejoin) through --join;
+// once a leader is known, reset this node's interrupted uploads; start the
+// repairer. It does not block: a node restarting with its peers down waits
+// for them in the background, and a restarted member whose --join targets
+// are gone still resumes through Raft.
 func (cl *clusterParts) afterListen(ctx context.Context) {
-	go func() {
-		if addrs := cl.c.cluster.joinAddrs(); len(addrs) > 0 {
+	if addrs := cl.c.cluster.joinAddrs(); len(addrs) > 0 {
+		go func() {
 			if err := cl.meta.JoinVia(ctx, addrs); err != nil {
 				cl.log.Error("join the cluster", "via", addrs, "err", err)
 				return
 			}
 			cl.log.Info("joined the cluster", "via", addrs)
-		}
+		}()
+	}
+	go func() {
 		if err := cl.meta.WaitLeader(ctx); err != nil {
 			cl.log.Error("wait for a leader", "err", err)
 			return

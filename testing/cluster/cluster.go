@@ -31,8 +31,9 @@ type Cluster interface {
 	Partition(i int)
 	Heal()
 	// Add starts a new storage node that joins the cluster and returns its
-	// index.
+	// index; AddNonVoter one that joins as a Raft non-voter (no chunks).
 	Add() int
+	AddNonVoter() int
 }
 
 // Options tune a test cluster.

@@ -414,3 +414,71 @@ func waitRepaired(t *testing.T, c Cluster, members int, ids []engine.ChunkID, re
 		return checkReplicas(ctx, c, ids, membersOf(c, s), replicas)
 	})
 }
+
+// TestNonVoterServesEverything: a non-voter (a hypervisor host's role)
+// replicates metadata, forwards writes, reads linearizably and streams
+// images whose chunks all live on the storage voters.
+func TestNonVoterServesEverything(t *testing.T) {
+	both(t, func(t *testing.T, start StartFunc) {
+		ctx := t.Context()
+		c := start(t, 3, Options{})
+		WaitConverged(t, c, 3)
+		nv := c.AddNonVoter()
+		WaitConverged(t, c, 4)
+		s, err := ClusterStatus(ctx, c, nv)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, srv := range s.Meta.Servers {
+			if srv.ID == c.NodeID(nv) && srv.Suffrage != "Nonvoter" {
+				t.Fatalf("non-voter joined as %s", srv.Suffrage)
+			}
+		}
+		data := randomBytes(8<<20, 3)
+		id := upload(t, c.URL(nv), "via-nonvoter", data)
+		if got := downloadSum(t, c.URL(nv), id); got != sha256.Sum256(data) {
+			t.Fatal("download through the non-voter differs")
+		}
+		s, err = ClusterStatus(ctx, c, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range s.Nodes {
+			if n.ID == c.NodeID(nv) && n.Store.Chunks != 0 {
+				t.Fatalf("the non-voter stores %d chunks; it owns none", n.Store.Chunks)
+			}
+		}
+	})
+}
+
+// TestReaddressedNodeRejoins: a node that comes back on new Raft and API
+// addresses rejoins cleanly (the stale server is replaced).
+func TestReaddressedNodeRejoins(t *testing.T) {
+	ctx := t.Context()
+	c := StartInProcess(t, 3, Options{}).(*inProcess)
+	WaitConverged(t, c, 3)
+	f := (Leader(t, c) + 1) % 3
+	c.Kill(f)
+	c.Readdress(f)
+	c.Restart(f)
+	WaitConverged(t, c, 3)
+	s, err := ClusterStatus(ctx, c, (f+1)%3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(s.Meta.Servers) != 3 {
+		t.Fatalf("servers after readdress: %+v", s.Meta.Servers)
+	}
+	for _, n := range s.Meta.Nodes {
+		if n.ID == c.NodeID(f) && n.APIAddr != c.APIAddr(f) {
+			t.Fatalf("registry keeps the old address %s, want %s", n.APIAddr, c.APIAddr(f))
+		}
+	}
+	id, err := CreateImage(ctx, c.URL(f), "after-readdress")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, _, err := GetImage(ctx, c.URL((f+1)%3), id); err != nil || st != http.StatusOK {
+		t.Fatalf("read elsewhere: %d %v", st, err)
+	}
+}

@@ -34,6 +34,7 @@ type inProcess struct {
 
 type ipNode struct {
 	idx               int
+	nonVoter          bool
 	id, dir           string
 	raftAddr, apiAddr string
 	running           bool
@@ -74,11 +75,23 @@ func (c *inProcess) Heal()                { c.fn.heal() }
 // drive the engine directly.
 func (c *inProcess) Service(i int) *engine.Service { return c.nodes[i].svc }
 
-func (c *inProcess) Add() int {
+func (c *inProcess) Add() int { return c.add(false) }
+
+func (c *inProcess) AddNonVoter() int { return c.add(true) }
+
+// Readdress moves a stopped node to new Raft and API ports; its next
+// Restart rejoins with them.
+func (c *inProcess) Readdress(i int) {
+	nd := c.nodes[i]
+	nd.raftAddr = fmt.Sprintf("127.0.0.1:%d", harness.FreePort(c.t, "127.0.0.1"))
+	nd.apiAddr = fmt.Sprintf("127.0.0.1:%d", harness.FreePort(c.t, "127.0.0.1"))
+}
+
+func (c *inProcess) add(nonVoter bool) int {
 	c.t.Helper()
 	i := len(c.nodes)
 	nd := &ipNode{
-		idx: i, id: fmt.Sprintf("node%d", i), dir: c.t.TempDir(),
+		idx: i, id: fmt.Sprintf("node%d", i), dir: c.t.TempDir(), nonVoter: nonVoter,
 		raftAddr: fmt.Sprintf("127.0.0.1:%d", harness.FreePort(c.t, "127.0.0.1")),
 		apiAddr:  fmt.Sprintf("127.0.0.1:%d", harness.FreePort(c.t, "127.0.0.1")),
 	}
@@ -147,7 +160,7 @@ func (c *inProcess) start(i int, bootstrap bool) {
 	}
 	meta, err := raftmeta.Open(raftmeta.Config{
 		NodeID: nd.id, Dir: filepath.Join(nd.dir, "raft"), RaftAddr: nd.raftAddr, APIAddr: nd.apiAddr,
-		Bootstrap: bootstrap, Secret: c.secret, HTTPClient: hc, Network: nw, Logger: log,
+		Bootstrap: bootstrap, NonVoter: nd.nonVoter, Secret: c.secret, HTTPClient: hc, Network: nw, Logger: log,
 	})
 	if err != nil {
 		ln.Close()

@@ -73,7 +73,11 @@ func (c *processes) isCut(a, b int) bool {
 	return c.cut[[2]int{a, b}]
 }
 
-func (c *processes) Add() int {
+func (c *processes) Add() int { return c.add(false) }
+
+func (c *processes) AddNonVoter() int { return c.add(true) }
+
+func (c *processes) add(nonVoter bool) int {
 	c.t.Helper()
 	i := len(c.nodes)
 	host := fmt.Sprintf("127.0.0.%d", 20+i)
@@ -105,6 +109,9 @@ func (c *processes) Add() int {
 	}
 	if i > 0 {
 		args = append(args, "--join", c.nodes[0].advAPI)
+	}
+	if nonVoter {
+		args = append(args, "--nonvoter")
 	}
 	args = append(args, c.o.ExtraArgs...)
 	nd.p = harness.NewProcess(c.t, api, args, []string{"MOSAIC_CLUSTER_SECRET=" + c.secret})
