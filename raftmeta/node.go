@@ -404,6 +404,22 @@ func (n *Node) propose(ctx context.Context, t CommandType, body any) (*applyResu
 	}
 }
 
+// wait waits for a raft future within ctx. Some futures (VerifyLeader's on
+// a node being shut down) are never answered; a waiter must not hang with
+// them. A future abandoned this way leaves one goroutine until it resolves.
+func (n *Node) wait(ctx context.Context, f raft.Future) error {
+	done := make(chan error, 1)
+	go func() { done <- f.Error() }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("%w: %v", raft.ErrLeadershipLost, ctx.Err())
+	case <-n.stop:
+		return raft.ErrRaftShutdown
+	}
+}
+
 // errRetry marks failures after which the command certainly was not
 // applied (no leader, not the leader, connection refused), so it may be
 // sent again.
@@ -411,7 +427,7 @@ var errRetry = errors.New("not applied; retry")
 
 func (n *Node) applyLocal(ctx context.Context, t CommandType, b []byte) (*applyResult, error) {
 	f := n.raft.Apply(b, remaining(ctx))
-	if err := f.Error(); err != nil {
+	if err := n.wait(ctx, f); err != nil {
 		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrEnqueueTimeout) {
 			return nil, fmt.Errorf("raftmeta: %s: %w: %w", t, errRetry, err)
 		}

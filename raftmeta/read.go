@@ -80,7 +80,7 @@ func (n *Node) ReadIndex(ctx context.Context) (uint64, error) {
 		}
 	}
 	idx := n.raft.CommitIndex()
-	if err := n.raft.VerifyLeader().Error(); err != nil {
+	if err := n.wait(ctx, n.raft.VerifyLeader()); err != nil {
 		return 0, fmt.Errorf("raftmeta: read index: %w: %v", engine.ErrNotLeader, err)
 	}
 	return n.fsmIndex(idx), nil
