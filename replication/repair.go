@@ -13,7 +13,9 @@ import (
 )
 
 // LiveManifests lists the manifest roots whose chunks must be kept: those
-// of every image that is not deleted (cmd adapts the image store).
+// of every image that is not deleted (cmd adapts the image store). It
+// should read linearizably, so a node that just started or rejoined sees
+// every image before it decides what it lacks.
 type LiveManifests interface {
 	LiveManifests(ctx context.Context) ([]engine.ChunkID, error)
 }
@@ -128,23 +130,28 @@ func (r *Repairer) loop() {
 			return
 		case reason = <-r.trigger:
 		case <-poll.C:
-			if sig := r.store.ranking().signature(); sig != lastSig {
-				if lastSig != "" {
-					reason = "membership change"
+			sig := r.store.ranking().signature()
+			if sig == "" {
+				continue // the registry is not known yet
+			}
+			if sig != lastSig {
+				reason = "membership change"
+				if lastSig == "" {
+					reason = "start"
 				}
 				lastSig = sig
-			}
-			if reason == "" && time.Now().After(next) {
+			} else if time.Now().After(next) {
 				reason = "periodic"
 			}
 		}
 		if reason == "" {
 			continue
 		}
-		if err := r.pass(ctx, reason); err != nil && ctx.Err() == nil {
-			r.cfg.Logger.Warn("repair pass failed", "reason", reason, "err", err)
-		}
 		next = time.Now().Add(r.cfg.RepairInterval)
+		if err := r.pass(ctx, reason); err != nil && ctx.Err() == nil {
+			r.cfg.Logger.Warn("repair pass failed; retrying soon", "reason", reason, "err", err)
+			next = time.Now().Add(5 * time.Second)
+		}
 	}
 }
 

@@ -247,69 +247,138 @@ func (s *Store) Sync(ctx context.Context) error {
 	return nil
 }
 
-// replace puts chunks whose owner could not take them on the next nodes
-// of their ranking, synchronously and durably.
+// replace places the copies that pushes failed to deliver. Each chunk
+// tries its intended owner once more (the failure may have been a slow
+// request), then the next nodes of its ranking that are not owners; sends
+// are batched per node and every node that took copies is synced. It fails
+// when some chunk cannot reach R copies (too few reachable storage nodes).
 func (s *Store) replace(ctx context.Context, failed []*item) error {
 	r := s.ranking()
-	// Nodes already holding each chunk (owners that did take it).
-	missing := map[engine.ChunkID][]*item{}
+	byID := map[engine.ChunkID]*want{}
+	var order []*want
 	for _, it := range failed {
-		missing[it.id] = append(missing[it.id], it)
-	}
-	toSync := map[string]string{} // node ID → address ("" for this node)
-	for id, its := range missing {
-		need := len(its)
-		skip := map[string]bool{}
-		for _, o := range s.owners(r, id) {
-			skip[o.ID] = true
+		w := byID[it.id]
+		if w == nil {
+			w = &want{id: it.id, data: it.data}
+			byID[it.id] = w
+			order = append(order, w)
 		}
-		for _, m := range r.Rank(id) {
-			if need == 0 {
-				break
+		w.need++
+		w.cands = append(w.cands, it.to)
+	}
+	for _, w := range order {
+		owners := map[string]bool{}
+		for _, o := range s.owners(r, w.id) {
+			owners[o.ID] = true
+		}
+		for _, m := range r.Rank(w.id) {
+			if !owners[m.ID] {
+				w.cands = append(w.cands, m)
 			}
-			if skip[m.ID] || s.fetch.isDown(m.ID) {
+		}
+	}
+	bad := map[string]bool{}    // nodes that failed during this call
+	took := map[string]string{} // node ID → address of nodes that took copies ("" = this node)
+	for {
+		groups := map[string][]*want{}
+		targets := map[string]Member{}
+		for _, w := range order {
+			if w.need == 0 {
 				continue
 			}
-			if m.ID == s.cfg.SelfID {
-				if err := s.local.Put(ctx, id, its[0].data); err != nil {
-					continue
-				}
-				toSync[m.ID] = ""
-				need--
-				continue
+			for len(w.cands) > 0 && bad[w.cands[0].ID] {
+				w.cands = w.cands[1:]
 			}
-			frames := appendFrame(nil, id, its[0].data)
-			rctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
-			err := s.fetch.c.put(rctx, m.Addr, frames, 1)
-			cancel()
+			if len(w.cands) == 0 {
+				return fmt.Errorf("replication: chunk %s: %w: %d of its %d copies could not be placed (too few reachable storage nodes)",
+					w.id, engine.ErrUnavailable, w.need, min(s.cfg.Replicas, r.Len()))
+			}
+			m := w.cands[0]
+			groups[m.ID] = append(groups[m.ID], w)
+			targets[m.ID] = m
+		}
+		if len(groups) == 0 {
+			break
+		}
+		for id, ws := range groups {
+			m := targets[id]
+			err := s.placeOn(ctx, m, ws)
+			for _, w := range ws {
+				w.cands = w.cands[1:]
+			}
 			if err != nil {
-				s.fetch.markDown(m.ID, true)
+				s.cfg.Logger.Warn("re-place chunks: node failed", "node", id, "chunks", len(ws), "err", err)
+				bad[id] = true
 				continue
 			}
-			toSync[m.ID] = m.Addr
-			need--
-		}
-		if need > 0 {
-			return fmt.Errorf("replication: chunk %s: %w: %d of its %d copies could not be placed (too few reachable storage nodes)",
-				id, engine.ErrUnavailable, need, min(s.cfg.Replicas, r.Len()))
-		}
-		s.cfg.Logger.Warn("chunk placed past its owners (an owner was unreachable); repair will move it", "chunk", id)
-	}
-	for _, addr := range toSync {
-		if addr == "" {
-			if err := s.local.Sync(ctx); err != nil {
-				return err
+			took[id] = m.Addr
+			if id == s.cfg.SelfID {
+				took[id] = ""
 			}
-			continue
+			for _, w := range ws {
+				w.need--
+			}
 		}
-		rctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
-		err := s.fetch.c.sync(rctx, addr)
-		cancel()
+	}
+	for id, addr := range took {
+		var err error
+		if addr == "" {
+			err = s.local.Sync(ctx)
+		} else {
+			rctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
+			err = s.fetch.c.sync(rctx, addr)
+			cancel()
+		}
 		if err != nil {
-			return fmt.Errorf("replication: sync fallback copies: %w", err)
+			return fmt.Errorf("replication: sync re-placed copies on %s: %w", id, err)
 		}
 	}
 	return nil
+}
+
+// want is a chunk Sync still has to place copies of.
+type want struct {
+	id    engine.ChunkID
+	data  []byte
+	need  int
+	cands []Member // in order of preference
+}
+
+// placeOn stores chunks on node m (this node or a remote one), in batches.
+func (s *Store) placeOn(ctx context.Context, m Member, ws []*want) error {
+	if m.ID == s.cfg.SelfID {
+		for _, w := range ws {
+			if err := s.local.Put(ctx, w.id, w.data); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	var frames []byte
+	n := 0
+	flush := func() error {
+		if n == 0 {
+			return nil
+		}
+		rctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
+		defer cancel()
+		err := s.fetch.c.put(rctx, m.Addr, frames, n)
+		frames, n = frames[:0], 0
+		if err != nil {
+			s.fetch.markDown(m.ID, true)
+		}
+		return err
+	}
+	for _, w := range ws {
+		frames = appendFrame(frames, w.id, w.data)
+		n++
+		if len(frames) >= s.cfg.BatchBytes {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+	}
+	return flush()
 }
 
 // Get implements engine.ChunkStore: the local store, else the owners. An

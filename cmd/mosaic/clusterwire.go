@@ -132,7 +132,7 @@ func startCluster(ctx context.Context, n *node, c serveConfig, chunks *pebblesto
 	peer := replication.NewPeer(rcfg, chunks, pins)
 	n.onClose(peer.Close)
 	repair := replication.NewRepairer(store, replication.LiveFunc(func(ctx context.Context) ([]engine.ChunkID, error) {
-		imgs, err := meta.ListImages(engine.LocalRead(ctx), func(img *engine.Image) bool {
+		imgs, err := meta.ListImages(ctx, func(img *engine.Image) bool {
 			return img.HasData() && img.Status != engine.StatusDeleted
 		})
 		if err != nil {

@@ -482,3 +482,32 @@ func TestReaddressedNodeRejoins(t *testing.T) {
 		t.Fatalf("read elsewhere: %d %v", st, err)
 	}
 }
+
+// TestUploadWithAnOwnerDown: with a storage node down (still a member), an
+// upload places that node's copies on the next nodes of each chunk's
+// ranking, so every chunk still has R durable copies; once the node is
+// back, repair gives it its chunks.
+func TestUploadWithAnOwnerDown(t *testing.T) {
+	both(t, func(t *testing.T, start StartFunc) {
+		c := start(t, 4, Options{})
+		WaitConverged(t, c, 4)
+		down := (Leader(t, c) + 1) % 4
+		c.Kill(down)
+		via := (down + 1) % 4
+		data := randomBytes(16<<20, 9)
+		ids := chunkIDs(t, data)
+		id := upload(t, c.URL(via), "owner-down", data)
+		want := sha256.Sum256(data)
+		for i := range 4 {
+			if i != down && downloadSum(t, c.URL(i), id) != want {
+				t.Fatalf("download through node %d differs", i)
+			}
+		}
+		c.Restart(down)
+		WaitConverged(t, c, 4)
+		// Repair runs periodically and on membership changes; ask the
+		// restarted node's repairer through a status poll until its owned
+		// chunks are all present.
+		waitRepaired(t, c, 4, ids, 3, 2*time.Minute)
+	})
+}

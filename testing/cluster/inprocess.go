@@ -10,8 +10,8 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/mosaicimg/mosaic/api"
 	"github.com/mosaicimg/mosaic/engine"
@@ -37,7 +37,7 @@ type ipNode struct {
 	nonVoter          bool
 	id, dir           string
 	raftAddr, apiAddr string
-	running           bool
+	running           atomic.Bool
 	closers           []func() error
 	meta              *raftmeta.Node
 	svc               *engine.Service
@@ -51,7 +51,7 @@ func StartInProcess(t testing.TB, n int, o Options) Cluster {
 	c := &inProcess{t: t, o: o, secret: newSecret(), fn: newFaultNet()}
 	t.Cleanup(func() {
 		for i := range c.nodes {
-			if c.nodes[i].running {
+			if c.nodes[i].running.Load() {
 				c.stop(i, false)
 			}
 		}
@@ -67,7 +67,7 @@ func (c *inProcess) URL(i int) string     { return "http://" + c.nodes[i].apiAdd
 func (c *inProcess) APIAddr(i int) string { return c.nodes[i].apiAddr }
 func (c *inProcess) NodeID(i int) string  { return c.nodes[i].id }
 func (c *inProcess) Secret() string       { return c.secret }
-func (c *inProcess) Running(i int) bool   { return c.nodes[i].running }
+func (c *inProcess) Running(i int) bool   { return c.nodes[i].running.Load() }
 func (c *inProcess) Partition(i int)      { c.fn.isolate(i, len(c.nodes)) }
 func (c *inProcess) Heal()                { c.fn.heal() }
 
@@ -125,7 +125,7 @@ func (c *inProcess) stop(i int, abrupt bool) {
 		}
 	}
 	nd.closers = nil
-	nd.running = false
+	nd.running.Store(false)
 }
 
 func (c *inProcess) start(i int, bootstrap bool) {
@@ -176,8 +176,7 @@ func (c *inProcess) start(i int, bootstrap bool) {
 		}
 		return out
 	})
-	rcfg := replication.Config{SelfID: nd.id, Replicas: c.o.Replicas, Secret: c.secret, HTTPClient: hc, Logger: log,
-		RequestTimeout: 5 * time.Second}
+	rcfg := replication.Config{SelfID: nd.id, Replicas: c.o.Replicas, Secret: c.secret, HTTPClient: hc, Logger: log}
 	store, err := replication.NewStore(rcfg, chunks, members)
 	if err != nil {
 		fail(err)
@@ -192,7 +191,7 @@ func (c *inProcess) start(i int, bootstrap bool) {
 	peer := replication.NewPeer(rcfg, chunks, pins)
 	onClose(peer.Close)
 	repair := replication.NewRepairer(store, replication.LiveFunc(func(ctx context.Context) ([]engine.ChunkID, error) {
-		imgs, err := meta.ListImages(engine.LocalRead(ctx), func(img *engine.Image) bool {
+		imgs, err := meta.ListImages(ctx, func(img *engine.Image) bool {
 			return img.HasData() && img.Status != engine.StatusDeleted
 		})
 		if err != nil {
@@ -238,7 +237,7 @@ func (c *inProcess) start(i int, bootstrap bool) {
 		}
 	}()
 	repair.Start()
-	nd.running = true
+	nd.running.Store(true)
 }
 
 // testWriter sends log lines to t.Log while the test runs.

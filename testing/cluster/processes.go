@@ -5,6 +5,7 @@ import (
 	"net"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/mosaicimg/mosaic/testing/harness"
@@ -26,7 +27,7 @@ type procNode struct {
 	host    string
 	id      string
 	p       *harness.Process
-	running bool
+	running atomic.Bool
 	proxies []*proxy
 	// advertised (proxied) API address
 	advAPI string
@@ -54,7 +55,7 @@ func (c *processes) URL(i int) string     { return c.nodes[i].p.URL() }
 func (c *processes) APIAddr(i int) string { return c.nodes[i].p.APIAddr }
 func (c *processes) NodeID(i int) string  { return c.nodes[i].id }
 func (c *processes) Secret() string       { return c.secret }
-func (c *processes) Running(i int) bool   { return c.nodes[i].running }
+func (c *processes) Running(i int) bool   { return c.nodes[i].running.Load() }
 
 func (c *processes) hostOf(ip string) (int, bool) {
 	c.mu.Lock()
@@ -116,19 +117,19 @@ func (c *processes) add(nonVoter bool) int {
 	args = append(args, c.o.ExtraArgs...)
 	nd.p = harness.NewProcess(c.t, api, args, []string{"MOSAIC_CLUSTER_SECRET=" + c.secret})
 	nd.p.Start()
-	nd.running = true
+	nd.running.Store(true)
 	return i
 }
 
 func (c *processes) Kill(i int) {
 	c.nodes[i].p.Kill()
-	c.nodes[i].running = false
+	c.nodes[i].running.Store(false)
 }
 
 func (c *processes) Restart(i int) {
 	c.t.Helper()
 	c.nodes[i].p.Start()
-	c.nodes[i].running = true
+	c.nodes[i].running.Store(true)
 }
 
 func (c *processes) Partition(i int) {
