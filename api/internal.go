@@ -37,6 +37,9 @@ type ClusterMeta interface {
 type ChunkPeer interface {
 	// LocalChunk returns a verified chunk from this node's store only.
 	LocalChunk(ctx context.Context, id engine.ChunkID) ([]byte, error)
+	// LocalChunks returns the reply body for a batch request of chunks
+	// from this node's store (those it lacks are left out).
+	LocalChunks(ctx context.Context, r io.Reader) ([]byte, error)
 	// ReceiveChunks stores a batch of chunks and returns the reply body.
 	ReceiveChunks(ctx context.Context, r io.Reader) ([]byte, error)
 	// ClaimChunks reports which chunks are present and protects them from
@@ -92,6 +95,7 @@ func NewInternal(o InternalOptions) http.Handler {
 	}
 	if o.Chunks != nil {
 		s.mux.HandleFunc("GET /internal/chunks/{id}", s.getChunk)
+		s.mux.HandleFunc("POST /internal/chunks/get", s.stream(o.Chunks.LocalChunks))
 		s.mux.HandleFunc("POST /internal/chunks/put", s.stream(o.Chunks.ReceiveChunks))
 		s.mux.HandleFunc("POST /internal/chunks/claim", s.stream(o.Chunks.ClaimChunks))
 		s.mux.HandleFunc("POST /internal/chunks/sync", s.sync)

@@ -60,6 +60,32 @@ func (c *client) get(ctx context.Context, addr string, id engine.ChunkID, buf []
 	return b.Bytes(), nil
 }
 
+// getBatch fetches the listed chunks the node has, verified against their
+// IDs; chunks it lacks are absent from the result.
+func (c *client) getBatch(ctx context.Context, addr string, ids []engine.ChunkID) (map[engine.ChunkID][]byte, error) {
+	body := make([]byte, 0, 32*len(ids))
+	for _, id := range ids {
+		body = append(body, id[:]...)
+	}
+	resp, err := c.do(ctx, http.MethodPost, addr, pathGet, bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	out := make(map[engine.ChunkID][]byte, len(ids))
+	err = readFrames(resp.Body, func(id engine.ChunkID, data []byte) error {
+		if got := engine.SumChunk(data); got != id {
+			return fmt.Errorf("chunk from %s: %w", addr, &engine.CorruptError{ID: id, Got: got})
+		}
+		out[id] = append([]byte(nil), data...)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("get chunks from %s: %w", addr, err)
+	}
+	return out, nil
+}
+
 // claim asks which of ids the node has, protecting them from its GC.
 func (c *client) claim(ctx context.Context, addr string, ids []engine.ChunkID) ([]bool, error) {
 	body := make([]byte, 0, 32*len(ids))

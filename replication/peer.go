@@ -2,6 +2,7 @@ package replication
 
 import (
 	"context"
+	"errors"
 	"encoding/binary"
 	"fmt"
 	"io"
@@ -42,6 +43,27 @@ func NewPeer(cfg Config, local engine.ChunkStore, pins *engine.Pins) *Peer {
 // asked for a chunk never asks further, so requests cannot loop).
 func (p *Peer) LocalChunk(ctx context.Context, id engine.ChunkID) ([]byte, error) {
 	return p.local.Get(ctx, id, nil)
+}
+
+// LocalChunks answers a batch request: the frames of the listed chunks
+// this node holds (verified on read), in request order.
+func (p *Peer) LocalChunks(ctx context.Context, r io.Reader) ([]byte, error) {
+	ids, err := readIDs(r, 4096)
+	if err != nil {
+		return nil, err
+	}
+	var out, buf []byte
+	for _, id := range ids {
+		buf, err = p.local.Get(ctx, id, buf)
+		if errors.Is(err, engine.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("replication: get %s: %w", id, err)
+		}
+		out = appendFrame(out, id, buf)
+	}
+	return out, nil
 }
 
 // ReceiveChunks stores a batch of frames, verifying each chunk against its

@@ -227,40 +227,82 @@ func (r *Repairer) pass(ctx context.Context, reason string) (err error) {
 	r.prog.ChunksTotal, r.prog.ChunksOwned = int64(len(seen)), int64(len(owned))
 	r.mu.Unlock()
 
+	// Which owned chunks are missing here?
+	local := r.store.local
+	var lack []engine.ChunkID
+	for _, id := range owned {
+		has, err := local.Has(ctx, id)
+		if err != nil {
+			return fmt.Errorf("repair: %w", err)
+		}
+		if !has {
+			lack = append(lack, id)
+		}
+		r.checked.Add(1)
+	}
+	// Fetch them in batches, each from the best other node that should
+	// have it (another owner first); what a batch does not bring is
+	// fetched one by one from every candidate.
+	f := r.store.fetch
+	groups := map[string][]engine.ChunkID{}
+	addrs := map[string]string{}
+	for _, id := range lack {
+		cands := f.candidates(id)
+		if len(cands) == 0 {
+			r.missing.Add(1)
+			continue
+		}
+		groups[cands[0].ID] = append(groups[cands[0].ID], id)
+		addrs[cands[0].ID] = cands[0].Addr
+	}
 	eg, ectx := errgroup.WithContext(ctx)
 	eg.SetLimit(r.cfg.RepairWorkers)
-	local := r.store.local
 	var mu sync.Mutex
-	for _, id := range owned {
-		eg.Go(func() error {
-			defer r.checked.Add(1)
-			has, err := local.Has(ectx, id)
-			if err != nil {
-				return err
-			}
-			if has {
-				return nil
-			}
-			b, err := r.store.fetch.Fetch(ectx, id, nil)
-			if err != nil {
-				if ectx.Err() != nil {
-					return ectx.Err()
+	store := func(id engine.ChunkID, b []byte) error {
+		if err := local.Put(ectx, id, b); err != nil {
+			return err
+		}
+		r.fetched.Add(1)
+		r.bytes.Add(int64(len(b)))
+		return nil
+	}
+	for src, ids := range groups {
+		for len(ids) > 0 {
+			batch := ids[:min(64, len(ids))]
+			ids = ids[len(batch):]
+			eg.Go(func() error {
+				rctx, cancel := context.WithTimeout(ectx, r.cfg.RequestTimeout)
+				got, err := f.c.getBatch(rctx, addrs[src], batch)
+				cancel()
+				if err != nil {
+					if ectx.Err() != nil {
+						return ectx.Err()
+					}
+					f.markDown(src, true)
 				}
-				r.missing.Add(1)
-				mu.Lock()
-				if len(errs) < 10 {
-					errs = append(errs, err)
+				for _, id := range batch {
+					b, ok := got[id]
+					if !ok {
+						if b, err = f.Fetch(ectx, id, nil); err != nil {
+							if ectx.Err() != nil {
+								return ectx.Err()
+							}
+							r.missing.Add(1)
+							mu.Lock()
+							if len(errs) < 10 {
+								errs = append(errs, err)
+							}
+							mu.Unlock()
+							continue
+						}
+					}
+					if err := store(id, b); err != nil {
+						return err
+					}
 				}
-				mu.Unlock()
 				return nil
-			}
-			if err := local.Put(ectx, id, b); err != nil {
-				return err
-			}
-			r.fetched.Add(1)
-			r.bytes.Add(int64(len(b)))
-			return nil
-		})
+			})
+		}
 	}
 	if err := eg.Wait(); err != nil {
 		return fmt.Errorf("repair: %w", err)

@@ -13,12 +13,14 @@ import (
 // the bodies through):
 //
 //	GET  /internal/chunks/{id}   reply: the chunk's uncompressed bytes
+//	POST /internal/chunks/get    body: n × ChunkID; reply: frames of those present
 //	POST /internal/chunks/claim  body: n × ChunkID; reply: n bytes, 1 = present
 //	POST /internal/chunks/put    body: frames ChunkID | uint32 length | bytes; reply: uint32 stored
 //	POST /internal/chunks/sync   reply: 204 once every received chunk is durable
 //	GET  /internal/node/status   reply: NodeStatus as JSON
 const (
 	pathChunk  = "/internal/chunks/"
+	pathGet    = "/internal/chunks/get"
 	pathClaim  = "/internal/chunks/claim"
 	pathPut    = "/internal/chunks/put"
 	pathSync   = "/internal/chunks/sync"

@@ -208,11 +208,26 @@ func (c *inProcess) start(i int, bootstrap bool) {
 	mux := http.NewServeMux()
 	mux.Handle("/internal/", api.NewInternal(api.InternalOptions{Secret: c.secret, Meta: meta, Chunks: peer, Reporter: reporter, Logger: log}))
 	mux.Handle("/", api.New(api.Options{Images: svc, Usage: svc, Logger: log}))
-	srv := &http.Server{Handler: mux, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
-	go func() { _ = srv.Serve(ln) }()
-	onClose(srv.Close)
+	// Handlers run on a context the node's stop cancels, and stop waits
+	// for them before closing the stores (http.Server.Close does not).
 	ctx, cancel := context.WithCancel(context.Background())
 	nd.cancel = cancel
+	var inflight sync.WaitGroup
+	srv := &http.Server{
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			inflight.Add(1)
+			defer inflight.Done()
+			mux.ServeHTTP(w, r)
+		}),
+		BaseContext: func(net.Listener) context.Context { return ctx },
+		ErrorLog:    slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	go func() { _ = srv.Serve(ln) }()
+	onClose(func() error {
+		err := srv.Close()
+		inflight.Wait()
+		return err
+	})
 	var join []string
 	if !bootstrap {
 		for k, o := range c.nodes {
