@@ -2,8 +2,8 @@ package replication
 
 import (
 	"context"
-	"errors"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"sync"
