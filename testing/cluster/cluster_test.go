@@ -448,6 +448,15 @@ func TestNonVoterServesEverything(t *testing.T) {
 				t.Fatalf("the non-voter stores %d chunks; it owns none", n.Store.Chunks)
 			}
 		}
+		// The non-voter leaves (through the CLI for processes).
+		if p, ok := c.(*processes); ok {
+			harness.Run(t, ctx, []string{"MOSAIC_CLUSTER_SECRET=" + p.Secret()}, harness.Binary(t),
+				"cluster", "leave", "--addr", p.APIAddr(nv))
+		} else if st, b, err := Do(ctx, "POST", c.URL(nv)+"/internal/cluster/leave", "", nil, "X-Mosaic-Cluster-Secret", c.Secret()); err != nil || st != http.StatusNoContent {
+			t.Fatalf("leave: %d %s %v", st, b, err)
+		}
+		c.Kill(nv)
+		WaitConverged(t, c, 3)
 	})
 }
 
