@@ -32,7 +32,8 @@ type Config struct {
 	// RepairInterval is the period of full repair passes (membership
 	// changes start one at once); 0 means 10 minutes.
 	RepairInterval time.Duration
-	// RepairWorkers fetch chunks in parallel during repair; 0 means 8.
+	// RepairWorkers is the number of chunk batches a repair pass fetches at
+	// once; 0 means 4.
 	RepairWorkers int
 }
 
@@ -66,7 +67,7 @@ func (c *Config) Validate() error {
 		c.RepairInterval = 10 * time.Minute
 	}
 	if c.RepairWorkers <= 0 {
-		c.RepairWorkers = 8
+		c.RepairWorkers = 4
 	}
 	return nil
 }
