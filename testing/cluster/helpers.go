@@ -110,7 +110,7 @@ func Poll(t testing.TB, timeout time.Duration, what string, cond func() error) {
 func WaitConverged(t testing.TB, c Cluster, want int) {
 	t.Helper()
 	ctx := context.Background()
-	Poll(t, 60*time.Second, "cluster converged", func() error {
+	Poll(t, 2*time.Minute, "cluster converged", func() error {
 		leader := ""
 		var commit uint64
 		for i := 0; i < c.Len(); i++ {
