@@ -72,7 +72,7 @@ func startTestNode(t *testing.T, dir, raftAddr string, bootstrap bool, srv *http
 	t.Helper()
 	n, err := Open(Config{
 		NodeID: "n-" + srv.Listener.Addr().String(), Dir: dir, RaftAddr: raftAddr, APIAddr: srv.Listener.Addr().String(),
-		Bootstrap: bootstrap, Secret: "s3cret", HeartbeatTimeout: 200 * time.Millisecond, ElectionTimeout: 200 * time.Millisecond,
+		Bootstrap: bootstrap, Secret: "s3cret",
 		ApplyTimeout: 10 * time.Second, SnapshotThreshold: 64, TrailingLogs: 16, SnapshotInterval: 100 * time.Millisecond,
 	})
 	if err != nil {
