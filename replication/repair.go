@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -43,13 +44,16 @@ type RepairProgress struct {
 	// ChunksOwned how many of them this node owns; ChunksChecked how many
 	// owned chunks the pass has looked at; ChunksFetched and BytesFetched
 	// what it copied here; Missing what it could not find anywhere.
-	ChunksTotal   int64  `json:"chunks_total"`
-	ChunksOwned   int64  `json:"chunks_owned"`
-	ChunksChecked int64  `json:"chunks_checked"`
-	ChunksFetched int64  `json:"chunks_fetched"`
-	BytesFetched  int64  `json:"bytes_fetched"`
-	Missing       int64  `json:"missing"`
-	LastError     string `json:"last_error,omitempty"`
+	ChunksTotal   int64 `json:"chunks_total"`
+	ChunksOwned   int64 `json:"chunks_owned"`
+	ChunksChecked int64 `json:"chunks_checked"`
+	ChunksFetched int64 `json:"chunks_fetched"`
+	BytesFetched  int64 `json:"bytes_fetched"`
+	Missing       int64 `json:"missing"`
+	// Trimmed counts surplus copies deleted (chunks this node no longer
+	// owns whose owners all hold them).
+	Trimmed   int64  `json:"trimmed"`
+	LastError string `json:"last_error,omitempty"`
 }
 
 // Repairer restores this node's share of R copies: after every change of
@@ -69,10 +73,16 @@ type Repairer struct {
 	mu   sync.Mutex
 	prog RepairProgress
 	// counters of the running pass
-	checked, fetched, bytes, missing atomic.Int64
+	checked, fetched, bytes, missing, trimmed atomic.Int64
+	// again asks the loop for another pass soon (surplus copies whose
+	// owners did not all hold them yet).
+	again atomic.Bool
 }
 
-// NewRepairer returns a repairer for store; Start runs it.
+// NewRepairer returns a repairer for store; Start runs it. Besides pulling
+// what this node owns and lacks, it trims: a live chunk this node holds but
+// no longer owns is deleted once every owner has confirmed a durable copy —
+// what completes a rebalance after a join.
 func NewRepairer(store *Store, live LiveManifests) *Repairer {
 	return &Repairer{cfg: store.cfg, store: store, live: live, trigger: make(chan string, 1),
 		stop: make(chan struct{}), prog: RepairProgress{State: "idle"}}
@@ -106,7 +116,7 @@ func (r *Repairer) Progress() RepairProgress {
 	r.mu.Unlock()
 	if p.State == "running" {
 		p.ChunksChecked, p.ChunksFetched = r.checked.Load(), r.fetched.Load()
-		p.BytesFetched, p.Missing = r.bytes.Load(), r.missing.Load()
+		p.BytesFetched, p.Missing, p.Trimmed = r.bytes.Load(), r.missing.Load(), r.trimmed.Load()
 	}
 	return p
 }
@@ -152,6 +162,9 @@ func (r *Repairer) loop() {
 			r.cfg.Logger.Warn("repair pass failed; retrying soon", "reason", reason, "err", err)
 			next = time.Now().Add(5 * time.Second)
 		}
+		if r.again.Swap(false) {
+			next = time.Now().Add(5 * time.Second)
+		}
 	}
 }
 
@@ -165,6 +178,7 @@ func (r *Repairer) pass(ctx context.Context, reason string) (err error) {
 	r.fetched.Store(0)
 	r.bytes.Store(0)
 	r.missing.Store(0)
+	r.trimmed.Store(0)
 	r.mu.Lock()
 	r.prog.State, r.prog.Reason, r.prog.Started = "running", reason, start
 	r.prog.Membership = rk.signature()
@@ -174,7 +188,7 @@ func (r *Repairer) pass(ctx context.Context, reason string) (err error) {
 		r.mu.Lock()
 		r.prog.State = "idle"
 		r.prog.ChunksChecked, r.prog.ChunksFetched = r.checked.Load(), r.fetched.Load()
-		r.prog.BytesFetched, r.prog.Missing = r.bytes.Load(), r.missing.Load()
+		r.prog.BytesFetched, r.prog.Missing, r.prog.Trimmed = r.bytes.Load(), r.missing.Load(), r.trimmed.Load()
 		r.prog.LastError = ""
 		if err != nil {
 			r.prog.LastError = err.Error()
@@ -317,5 +331,98 @@ func (r *Repairer) pass(ctx context.Context, reason string) (err error) {
 	if len(errs) > 0 {
 		return fmt.Errorf("repair: %d problems: %w", len(errs), errors.Join(errs...))
 	}
+	// Trim only after a clean pass under a membership that did not change
+	// while it ran.
+	if r.store.ranking().signature() == rk.signature() {
+		if err := r.trim(ctx, rk, seen); err != nil {
+			return fmt.Errorf("repair: trim: %w", err)
+		}
+	}
+	return nil
+}
+
+// trim deletes local copies of live chunks this node does not own, once
+// every owner has reported the chunk present (claim, which also pins it
+// there) and has synced. That confirmation is what makes it safe, not the
+// local pins: an upload that relied on this copy (claimed it here under an
+// older membership) needs R copies, and the current owners hold them; owners
+// never trim what they own and GC never deletes a live chunk. (Local pins
+// would keep every chunk an upload claimed here for the lease's hour.) A
+// membership change during the trim makes the next pass re-fetch whatever
+// this node owns again. Unreferenced chunks are GC's business.
+func (r *Repairer) trim(ctx context.Context, rk *Ranking, live map[engine.ChunkID]struct{}) error {
+	local := r.store.local
+	self, R := r.cfg.SelfID, r.cfg.Replicas
+	perOwner := map[string][]engine.ChunkID{}
+	addr := map[string]string{}
+	var surplus []engine.ChunkID
+	for id := range live {
+		owners := rk.Owners(id, R)
+		if rk.Len() == 0 || slices.ContainsFunc(owners, func(m Member) bool { return m.ID == self }) {
+			continue
+		}
+		has, err := local.Has(ctx, id)
+		if err != nil {
+			return err
+		}
+		if !has {
+			continue
+		}
+		surplus = append(surplus, id)
+		for _, o := range owners {
+			perOwner[o.ID] = append(perOwner[o.ID], id)
+			addr[o.ID] = o.Addr
+		}
+	}
+	if len(surplus) == 0 {
+		return nil
+	}
+	confirmed := map[engine.ChunkID]int{}
+	c := r.store.fetch.c
+	failed := map[string]bool{} // owners that could not be asked (down): their chunks stay
+owners:
+	for node, ids := range perOwner {
+		for len(ids) > 0 {
+			batch := ids[:min(len(ids), 4096)]
+			ids = ids[len(batch):]
+			rctx, cancel := context.WithTimeout(ctx, r.cfg.RequestTimeout)
+			have, err := c.claim(rctx, addr[node], batch)
+			cancel()
+			if err != nil {
+				failed[node] = true
+				continue owners
+			}
+			for i, ok := range have {
+				if ok {
+					confirmed[batch[i]]++
+				}
+			}
+		}
+		rctx, cancel := context.WithTimeout(ctx, r.cfg.RequestTimeout)
+		if err := c.sync(rctx, addr[node]); err != nil {
+			failed[node] = true
+		}
+		cancel()
+	}
+	var drop []engine.ChunkID
+	for _, id := range surplus {
+		owners := rk.Owners(id, R)
+		if slices.ContainsFunc(owners, func(m Member) bool { return failed[m.ID] }) {
+			continue // an owner is unreachable: keep this copy; a later pass retries
+		}
+		if confirmed[id] == len(owners) {
+			drop = append(drop, id)
+		} else {
+			r.again.Store(true) // owners still fetching: look again soon
+		}
+	}
+	if len(drop) == 0 {
+		return nil
+	}
+	if err := local.DeleteChunks(ctx, drop); err != nil {
+		return err
+	}
+	r.trimmed.Add(int64(len(drop)))
+	r.cfg.Logger.Info("trimmed surplus copies", "chunks", r.trimmed.Load())
 	return nil
 }

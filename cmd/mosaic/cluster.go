@@ -122,7 +122,7 @@ func printStatus(b []byte) error {
 		suffrage[s.ID] = s.Suffrage
 	}
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NODE\tAPI\tROLE\tCHUNKS\tSTORED\tREPAIR\tOWNED\tCHECKED\tFETCHED\tMISSING\tLAST PASS")
+	fmt.Fprintln(tw, "NODE\tAPI\tROLE\tCHUNKS\tSTORED\tREPAIR\tOWNED\tCHECKED\tFETCHED\tMISSING\tTRIMMED\tLAST PASS")
 	for _, n := range st.Nodes {
 		role := strings.ToLower(suffrage[n.ID])
 		if n.ID == m.LeaderID {
@@ -133,9 +133,9 @@ func printStatus(b []byte) error {
 			continue
 		}
 		r := n.Repair
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%d\t%d\t%d (%s)\t%d\t%.1fs\n", n.ID, n.Addr, role,
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%d\t%d\t%d (%s)\t%d\t%d\t%.1fs\n", n.ID, n.Addr, role,
 			n.Store.Chunks, mib(n.Store.StoredBytes), r.State, r.ChunksOwned, r.ChunksChecked,
-			r.ChunksFetched, mib(r.BytesFetched), r.Missing, r.Seconds)
+			r.ChunksFetched, mib(r.BytesFetched), r.Missing, r.Trimmed, r.Seconds)
 	}
 	return tw.Flush()
 }

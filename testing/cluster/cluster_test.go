@@ -329,6 +329,15 @@ func checkReplicas(ctx context.Context, c Cluster, ids []engine.ChunkID, members
 	return nil
 }
 
+func mustStatus(t *testing.T, c Cluster, i int) *Status {
+	t.Helper()
+	s, err := ClusterStatus(t.Context(), c, i)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
 func membersOf(c Cluster, s *Status) []replication.Member {
 	var ms []replication.Member
 	for _, n := range s.Meta.Nodes {
@@ -362,6 +371,23 @@ func TestJoinRebalancesAndRemoveRepairs(t *testing.T) {
 		WaitConverged(t, c, 4)
 		waitRepaired(t, c, 4, ids, 3, 30*time.Minute)
 		t.Logf("4th node joined; rebalance to R=3 copies of every chunk took %v", time.Since(begin))
+		// The old nodes trim the copies they no longer own.
+		Poll(t, 5*time.Minute, "surplus copies trimmed", func() error {
+			s, err := ClusterStatus(ctx, c, d)
+			if err != nil {
+				return err
+			}
+			for _, n := range s.Nodes {
+				if n.Store.Chunks != n.Repair.ChunksOwned {
+					return fmt.Errorf("node %s holds %d chunks, owns %d (repair %+v)", n.ID, n.Store.Chunks, n.Repair.ChunksOwned, n.Repair)
+				}
+			}
+			return nil
+		})
+		if err := checkReplicas(ctx, c, ids, membersOf(c, mustStatus(t, c, d)), 3); err != nil {
+			t.Fatalf("after trimming: %v", err)
+		}
+		t.Logf("rebalance including trimming took %v", time.Since(begin))
 		if c, ok := c.(*processes); ok {
 			out := harness.Run(t, ctx, []string{"MOSAIC_CLUSTER_SECRET=" + c.Secret()}, harness.Binary(t),
 				"cluster", "status", "--addr", c.APIAddr(d))
