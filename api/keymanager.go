@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/mosaicimg/mosaic/engine"
 )
@@ -341,7 +342,9 @@ func (s *server) kmPayload(w http.ResponseWriter, r *http.Request) {
 }
 
 // kmWritePayload answers with a secret's payload in the media type asked
-// for: the stored one, or application/octet-stream for any binary secret.
+// for (the stored one by default). As Barbican, any supported type may be
+// asked for: text/plain only if the payload is UTF-8 text (a PEM
+// certificate is), which is what `barbican secret get --payload` asks for.
 func (s *server) kmWritePayload(w http.ResponseWriter, r *http.Request, id string) {
 	sec, err := s.o.KeyManager.Payload(r.Context(), id)
 	if err != nil {
@@ -351,10 +354,9 @@ func (s *server) kmWritePayload(w http.ResponseWriter, r *http.Request, id strin
 	ct := sec.ContentType
 	if a := strings.TrimSpace(r.Header.Get("Accept")); a != "" && a != "*/*" {
 		want, binary, ok := normalizeContentType(a)
-		_, storedBinary, _ := normalizeContentType(sec.ContentType)
-		if !ok || (want != sec.ContentType && !(binary && storedBinary && want == "application/octet-stream")) {
+		if !ok || (!binary && !utf8.Valid(sec.Payload)) {
 			s.writeKMError(w, r, newHTTPError(http.StatusNotAcceptable,
-				"Wrong payload content-type: the secret's payload is %s; ask for it with Accept: %s", sec.ContentType, sec.ContentType))
+				"Wrong payload content-type: the secret's payload is %s and cannot be returned as %s", sec.ContentType, a))
 			return
 		}
 		ct = want
