@@ -233,5 +233,3 @@ func xattr(t testing.TB, path string) string {
 	}
 	return string(buf[:n])
 }
-
-
