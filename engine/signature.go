@@ -262,7 +262,8 @@ func (s *SignatureSpec) VerifyDigest(cert *x509.Certificate, digest []byte) erro
 		}
 	}
 	if !ok {
-		return sigErrorf("Signature verification failed")
+		return sigErrorf("Signature verification failed: the signature does not match the %s digest of the content under the certificate's %s key",
+			s.HashMethod, cert.PublicKeyAlgorithm)
 	}
 	return nil
 }

@@ -280,7 +280,7 @@ func (v *verifier) run(ctx context.Context, id string) error {
 	}
 	digest := sigHash.Sum(nil)
 	if err := spec.VerifyDigest(cert, digest); err != nil {
-		return v.fail("%s %s signature over content %s %x: %v", spec.KeyType, spec.HashMethod, spec.HashMethod, digest, err)
+		return v.fail("%v (content %s %x, key type %s)", err, spec.HashMethod, digest, spec.KeyType)
 	}
 	v.line("signature", "%s with %s over the content: valid", spec.KeyType, spec.HashMethod)
 	v.line("result", "VERIFIED")
