@@ -103,6 +103,11 @@ func TestMountVerifySignatures(t *testing.T) {
 	node.Stop()
 	corruptStoredChunk(t, dataDir, data)
 	node.Start()
+	// The API answers a moment before the tree is mounted.
+	waitFor(t, 10*time.Second, "the mount after the restart", func() bool {
+		_, err := os.Stat(path(unsigned))
+		return err == nil
+	})
 	_, err := os.Open(path(signed))
 	if !errors.Is(err, syscall.EACCES) {
 		t.Fatalf("open of a corrupted signed image: %v, want EACCES", err)
