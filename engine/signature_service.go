@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"time"
 )
 
@@ -179,9 +180,7 @@ func SignatureStatus(img *Image) string {
 }
 
 // StoredDigest re-reads an image's content from the chunk store (every
-// chunk verified against its BLAKE3 ID) and returns its digest with h. It
-// reads through a private chunk cache so that a full pass does not evict
-// what readers have cached.
+// chunk verified against its BLAKE3 ID) and returns its digest with h.
 func (s *Service) StoredDigest(ctx context.Context, img *Image, h crypto.Hash) ([]byte, int64, error) {
 	if !img.HasData() {
 		return nil, 0, ErrNoData
@@ -190,14 +189,94 @@ func (s *Service) StoredDigest(ctx context.Context, img *Image, h crypto.Hash) (
 	if err != nil {
 		return nil, 0, fmt.Errorf("digest of image %s: %w", img.ID, err)
 	}
-	r := NewImageReader(m, s.chunks, NewChunkCache(64<<20), ReaderConfig{ReadAhead: max(s.cfg.Reader.ReadAhead, 16)})
-	defer r.Close()
 	hw := h.New()
-	n, err := r.CopyRange(ctx, hw, 0, m.Size)
+	n, err := streamChunks(ctx, s.chunks, m, hw)
 	if err != nil {
 		return nil, n, fmt.Errorf("digest of image %s: %w", img.ID, err)
 	}
 	return hw.Sum(nil), n, nil
+}
+
+// streamWindow is how many chunks streamChunks fetches ahead of the writer.
+const streamWindow = 8
+
+// streamChunks writes a manifest's content to w in order, fetching up to
+// streamWindow chunks ahead in parallel with the writer (which hashes). It
+// bypasses the shared chunk cache (a full pass would only evict what
+// readers cache) and reuses its buffers. Every chunk is verified by the
+// store against its ID.
+func streamChunks(ctx context.Context, store ChunkStore, m *Manifest, w io.Writer) (int64, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type result struct {
+		buf  []byte
+		data []byte
+		err  error
+	}
+	slots := make([]chan result, streamWindow)
+	for i := range slots {
+		slots[i] = make(chan result, 1)
+	}
+	free := make(chan []byte, streamWindow)
+	fetch := func(i int) {
+		c := m.Chunks[i]
+		if c.ID.IsZero() {
+			slots[i%streamWindow] <- result{}
+			return
+		}
+		var buf []byte
+		select {
+		case buf = <-free:
+		default:
+		}
+		data, err := store.Get(ctx, c.ID, buf)
+		if err == nil && len(data) != int(c.Size) {
+			err = &CorruptError{ID: c.ID, Got: SumChunk(data)}
+		}
+		if err != nil {
+			err = fmt.Errorf("read chunk %s at offset %d: %w", c.ID, c.Offset, err)
+		}
+		slots[i%streamWindow] <- result{buf: data, data: data, err: err}
+	}
+	next := 0
+	for ; next < min(streamWindow, len(m.Chunks)); next++ {
+		go fetch(next)
+	}
+	var written int64
+	for i, c := range m.Chunks {
+		if err := ctx.Err(); err != nil {
+			return written, err
+		}
+		r := <-slots[i%streamWindow]
+		if r.err != nil {
+			return written, r.err // outstanding fetches land in their buffered slots
+		}
+		var err error
+		if c.ID.IsZero() {
+			for left := int64(c.Size); left > 0 && err == nil; {
+				k := min(left, int64(len(zeroBuf)))
+				_, err = w.Write(zeroBuf[:k])
+				left -= k
+			}
+		} else {
+			_, err = w.Write(r.data)
+		}
+		if err != nil {
+			return written, err
+		}
+		written += int64(c.Size)
+		if r.buf != nil {
+			select {
+			case free <- r.buf[:0]:
+			default:
+			}
+		}
+		if next < len(m.Chunks) {
+			go fetch(next)
+			next++
+		}
+	}
+	return written, nil
 }
 
 // VerifyStored verifies a signed image's stored content: it re-reads every
