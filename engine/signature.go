@@ -193,7 +193,7 @@ func (s *SignatureSpec) CheckKey(cert *x509.Certificate) error {
 		_, ok = cert.PublicKey.(*ecdsa.PublicKey)
 	}
 	if !ok {
-		return sigErrorf("Invalid public key type for signature key type: %s (the certificate holds a %s key)", s.KeyType, cert.PublicKeyAlgorithm)
+		return sigErrorf("Invalid public key type for signature key type: %s (the certificate's key is %s)", s.KeyType, cert.PublicKeyAlgorithm)
 	}
 	return nil
 }
