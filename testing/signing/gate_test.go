@@ -92,6 +92,7 @@ func (h *countingHandler) count(msg string) int {
 // the signature properties change, failures remembered for FailureTTL only,
 // transient errors never cached, and the record of a killed upload.
 func TestSignatureGateInProcess(t *testing.T) {
+	t.Parallel()
 	ctx := t.Context()
 	node := startInProcess(t, slog.New(slog.DiscardHandler))
 	key, _ := ecdsa.GenerateKey(elliptic.P521(), rand.Reader)

@@ -15,6 +15,7 @@ import (
 // --file gives an active image; the same command with a changed file fails
 // with Glance's message and leaves the image killed.
 func TestGlanceCLISignedImage(t *testing.T) {
+	t.Parallel()
 	harness.RequireTool(t, "glance", "python3-glanceclient")
 	node := harness.StartNode(t, harness.NodeOptions{})
 	base := node.URL()

@@ -18,6 +18,7 @@ import (
 // payload, list, delete, Barbican's error shapes, and durability across a
 // kill -9 (the secrets live in Raft).
 func TestKeyManagerAPI(t *testing.T) {
+	t.Parallel()
 	node := harness.StartNode(t, harness.NodeOptions{})
 	base := node.URL()
 	dir := t.TempDir()
@@ -164,6 +165,7 @@ func TestKeyManagerAPI(t *testing.T) {
 // the real python-barbicanclient CLI (unauthenticated, as against a
 // Barbican in noauth mode).
 func TestBarbicanClient(t *testing.T) {
+	t.Parallel()
 	harness.RequireTool(t, "barbican", "python3-barbicanclient")
 	node := harness.StartNode(t, harness.NodeOptions{})
 	certPath := selfSignedCert(t, newKey(t, t.TempDir(), engine.KeyTypeRSAPSS, "barb"), "barbican-cli")

@@ -44,6 +44,7 @@ func makeKeySet(t *testing.T, base, dir, keyType string) keySet {
 // certificate or with an expired certificate kills the image, which is then
 // never readable through the API or the mount.
 func TestSignedUploadMatrix(t *testing.T) {
+	t.Parallel()
 	harness.RequireTool(t, "fusermount3", "fuse3")
 	if _, err := os.Stat("/dev/fuse"); err != nil {
 		t.Fatalf("/dev/fuse is missing: the mount cannot be tested: %v", err)
@@ -145,6 +146,7 @@ func TestSignedUploadMatrix(t *testing.T) {
 // TestSignatureRefusedBeforeData: what can be judged before reading the
 // body is refused with 400 and stores nothing; the image stays queued.
 func TestSignatureRefusedBeforeData(t *testing.T) {
+	t.Parallel()
 	node := harness.StartNode(t, harness.NodeOptions{})
 	base := node.URL()
 	work := t.TempDir()

@@ -27,6 +27,7 @@ func mosaicVerify(t *testing.T, base string, args ...string) (string, bool) {
 // to --trusted-ca, and fails on a signature that no longer matches the
 // content and on a chunk corrupted at rest.
 func TestVerifyCommand(t *testing.T) {
+	t.Parallel()
 	dataDir := t.TempDir()
 	node := harness.StartNode(t, harness.NodeOptions{DataDir: dataDir})
 	base := node.URL()
