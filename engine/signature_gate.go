@@ -52,7 +52,10 @@ type gateKey struct {
 type gateEntry struct {
 	done chan struct{} // closed when the verification ended
 	err  error         // nil: verified
-	at   time.Time
+	// transient: err says the verification could not run to its end
+	// (cancelled, store unavailable), not that the image failed it.
+	transient bool
+	at        time.Time
 	// notBefore/notAfter: the certificate's dates, rechecked on every hit.
 	notBefore, notAfter time.Time
 }
@@ -113,6 +116,8 @@ func (g *SignatureGate) CheckOpen(ctx context.Context, img *Image) error {
 		}
 		now := g.cfg.Now()
 		switch {
+		case e.transient:
+			return fmt.Errorf("verify signature of image %s: %w", img.ID, e.err)
 		case e.err == nil && !now.Before(e.notBefore) && !now.After(e.notAfter):
 			return nil
 		case e.err != nil && now.Sub(e.at) < g.cfg.FailureTTL:
@@ -138,7 +143,7 @@ func (g *SignatureGate) verify(ctx context.Context, img *Image, key gateKey, e *
 	})
 	definitive := err == nil || errors.Is(err, ErrInvalid) || errors.Is(err, ErrCorrupt)
 	g.mu.Lock()
-	e.err, e.at = err, g.cfg.Now()
+	e.err, e.at, e.transient = err, g.cfg.Now(), !definitive
 	if cert != nil {
 		e.notBefore, e.notAfter = cert.NotBefore, cert.NotAfter
 	}
