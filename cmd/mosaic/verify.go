@@ -263,7 +263,11 @@ func (v *verifier) run(ctx context.Context, id string) error {
 	}
 	if spec == nil {
 		v.line("signature", "none (the image has no img_signature properties)")
-		v.line("result", "UNSIGNED: content matches the record")
+		if osH == nil {
+			v.line("result", "UNSIGNED: the size matches the record (it has no os_hash to compare)")
+		} else {
+			v.line("result", "UNSIGNED: content matches the record")
+		}
 		return nil
 	}
 	now := time.Now()
