@@ -329,3 +329,68 @@ func BenchmarkVerifyOnOpen1GiB(b *testing.B) {
 	}
 	b.ReportMetric(float64(time.Since(start).Microseconds()), "second-open-µs")
 }
+
+// BenchmarkUploadPipeline1GiB isolates the cost of the signature digest in
+// the ingest pass: engine.Service.Upload in process over the real stores,
+// the same 1 GiB each time (deduplicated: no chunk writes, no HTTP, so the
+// pass is CPU-bound and the extra hash is as visible as it can be), five
+// interleaved rounds. CPU is this process's.
+func BenchmarkUploadPipeline1GiB(b *testing.B) {
+	node := startInProcess(b, slog.New(slog.DiscardHandler))
+	ctx := context.Background()
+	s := newBenchSigner(b)
+	sec, err := node.keys.Create(ctx, &engine.Secret{SecretType: engine.SecretTypeCertificate, ContentType: "application/octet-stream", Payload: s.certPEM})
+	if err != nil {
+		b.Fatal(err)
+	}
+	data := randomData(benchSize, 13)
+	up := func(props map[string]string) sample {
+		img, err := node.svc.Create(ctx, &engine.Image{DiskFormat: "raw", ContainerFormat: "bare", Properties: props})
+		if err != nil {
+			b.Fatal(err)
+		}
+		cpu0, start := selfCPU(), time.Now()
+		if _, err := node.svc.Upload(ctx, img.ID, bytes.NewReader(data)); err != nil {
+			b.Fatal(err)
+		}
+		return sample{wall: time.Since(start), cpu: selfCPU() - cpu0}
+	}
+	up(nil) // store the chunks once
+	kinds := []struct {
+		name  string
+		props map[string]string
+	}{{"unsigned", nil}}
+	for _, h := range []struct {
+		name string
+		hash crypto.Hash
+	}{{"SHA-256", crypto.SHA256}, {"SHA-512", crypto.SHA512}} {
+		props := map[string]string{}
+		for k, v := range signatureProps(s.sign(b, h.hash, data), h.name, engine.KeyTypeRSAPSS, sec.ID) {
+			props[k] = v.(string)
+		}
+		kinds = append(kinds, struct {
+			name  string
+			props map[string]string
+		}{h.name, props})
+	}
+	got := samples{}
+	for round := range 5 {
+		order := slices.Clone(kinds)
+		if round%2 == 1 {
+			slices.Reverse(order)
+		}
+		for _, k := range order {
+			x := up(k.props)
+			got[k.name] = append(got[k.name], x)
+			b.Logf("round %d %-8s wall %v CPU %v", round, k.name, x.wall.Round(time.Millisecond), x.cpu)
+		}
+	}
+	w0, c0 := got.median("unsigned")
+	for _, k := range kinds[1:] {
+		w, c := got.median(k.name)
+		b.ReportMetric(w.Seconds()/w0.Seconds(), k.name+"/unsigned-wall")
+		b.ReportMetric(c.Seconds()/c0.Seconds(), k.name+"/unsigned-cpu")
+	}
+	b.ReportMetric(w0.Seconds(), "unsigned-wall-s")
+	b.ReportMetric(c0.Seconds(), "unsigned-cpu-s")
+}
