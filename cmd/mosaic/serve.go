@@ -29,6 +29,9 @@ type serveConfig struct {
 	mountDir   string
 	logLevel   string
 	cacheBytes int64
+	// verifySigs and trustedCA: the mount's signature verification.
+	verifySigs bool
+	trustedCA  stringList
 }
 
 func serve(ctx context.Context, args []string) error {
@@ -41,6 +44,8 @@ func serve(ctx context.Context, args []string) error {
 	fs.StringVar(&c.mountDir, "mount", "", "mount the read-only FUSE image tree at this directory")
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.Int64Var(&c.cacheBytes, "chunk-cache-bytes", 256<<20, "decoded chunk cache size in bytes")
+	fs.BoolVar(&c.verifySigs, "verify-signatures", false, "with --mount: verify signed images before they are opened and refuse (EACCES) those that fail")
+	fs.Var(&c.trustedCA, "trusted-ca", "with --verify-signatures: PEM file of certificates signing certificates must chain to (repeatable)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -117,7 +122,8 @@ func startNode(ctx context.Context, c serveConfig, log *slog.Logger) (_ *node, e
 		return nil, err
 	}
 
-	svc, err := engine.NewService(engine.ServiceConfig{NodeID: c.nodeID, ChunkCacheBytes: c.cacheBytes},
+	keys := engine.NewKeyManager(meta, engine.KeyManagerConfig{})
+	svc, err := engine.NewService(engine.ServiceConfig{NodeID: c.nodeID, ChunkCacheBytes: c.cacheBytes, Certificates: keys},
 		meta, chunks, nil, log)
 	if err != nil {
 		return nil, err
@@ -131,7 +137,7 @@ func startNode(ctx context.Context, c serveConfig, log *slog.Logger) (_ *node, e
 		return nil, fmt.Errorf("listen %s: %w", c.apiAddr, err)
 	}
 	srv := &http.Server{
-		Handler:           api.New(api.Options{Images: svc, Usage: svc, Logger: log}),
+		Handler:           api.New(api.Options{Images: svc, Usage: svc, Logger: log, KeyManager: keys}),
 		ReadHeaderTimeout: 30 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
@@ -148,7 +154,15 @@ func startNode(ctx context.Context, c serveConfig, log *slog.Logger) (_ *node, e
 	log.Info("API listening", "addr", ln.Addr().String(), "raft", c.raftAddr, "data", c.dataDir)
 
 	if c.mountDir != "" {
-		fsrv, err := fusefs.Mount(c.mountDir, svc, fusefs.Options{Logger: log})
+		fo := fusefs.Options{Logger: log}
+		if c.verifySigs {
+			trusted, err := loadCertPool(c.trustedCA)
+			if err != nil {
+				return nil, err
+			}
+			fo.Signatures = engine.NewSignatureGate(svc, engine.SignatureGateConfig{Trusted: trusted, Logger: log})
+		}
+		fsrv, err := fusefs.Mount(c.mountDir, svc, fo)
 		if err != nil {
 			return nil, err
 		}
