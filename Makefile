@@ -22,10 +22,11 @@ test-unit:
 test-system:
 	MOSAIC_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -timeout 25m ./cmd/... ./testing/...
 
-# Long-running figures (see docs/benchmarks.md).
+# Long-running figures (see docs/benchmarks.md; image signing: docs/signing.md).
 bench: build
 	$(GO) test -run '^$$' -bench . -benchtime 3x -timeout 60m ./chunker/... ./engine/...
 	MOSAIC_BIN=$(CURDIR)/$(BIN) $(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./testing/cluster/
+	MOSAIC_BIN=$(CURDIR)/$(BIN) $(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./testing/signing/
 
 soak: build
 	MOSAIC_SOAK=1 MOSAIC_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -timeout 120m ./testing/...

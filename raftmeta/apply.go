@@ -35,6 +35,8 @@ func applyCommand(st *state, data []byte) *applyResult {
 		var c removeNodeV1
 		mustDecode(t, version, 1, body, &c)
 		return applyRemoveNode(st, c)
+	case CmdCreateSecret, CmdDeleteSecret:
+		return applySecretCommand(st, t, version, body)
 	}
 	if t&IgnorableFlag != 0 {
 		return &applyResult{}

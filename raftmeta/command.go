@@ -39,6 +39,9 @@ func (t CommandType) String() string {
 	case CmdRemoveNode:
 		return "remove-node"
 	}
+	if name := secretCommandName(t); name != "" {
+		return name
+	}
 	return fmt.Sprintf("command-%d", byte(t))
 }
 

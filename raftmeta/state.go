@@ -9,17 +9,18 @@ import (
 // state is the replicated metadata. Stored values are never mutated in
 // place: Apply replaces them, so a snapshot can share them.
 type state struct {
-	images map[string]*engine.Image
-	nodes  map[string]*NodeInfo
+	images  map[string]*engine.Image
+	secrets map[string]*engine.Secret
+	nodes   map[string]*NodeInfo
 	// applied is the index of the last log entry this state reflects.
 	applied uint64
 }
 
 func newState() *state {
-	return &state{images: map[string]*engine.Image{}, nodes: map[string]*NodeInfo{}}
+	return &state{images: map[string]*engine.Image{}, secrets: map[string]*engine.Secret{}, nodes: map[string]*NodeInfo{}}
 }
 
 // view returns a copy of the maps sharing the (immutable) values.
 func (s *state) view() *state {
-	return &state{images: maps.Clone(s.images), nodes: maps.Clone(s.nodes), applied: s.applied}
+	return &state{images: maps.Clone(s.images), secrets: maps.Clone(s.secrets), nodes: maps.Clone(s.nodes), applied: s.applied}
 }

@@ -83,6 +83,7 @@ type clusterParts struct {
 	store    *replication.Store
 	repair   *replication.Repairer
 	svc      *engine.Service
+	keys     *engine.KeyManager
 	internal http.Handler
 	log      *slog.Logger
 }
@@ -124,7 +125,8 @@ func startCluster(ctx context.Context, n *node, c serveConfig, chunks *pebblesto
 	}
 	n.onClose(store.Close)
 	pins := engine.NewPins()
-	svc, err := engine.NewService(engine.ServiceConfig{NodeID: c.nodeID, ChunkCacheBytes: c.cacheBytes},
+	keys := engine.NewKeyManager(meta, engine.KeyManagerConfig{})
+	svc, err := engine.NewService(engine.ServiceConfig{NodeID: c.nodeID, ChunkCacheBytes: c.cacheBytes, Certificates: keys},
 		meta, store, pins, log)
 	if err != nil {
 		return nil, err
@@ -149,7 +151,7 @@ func startCluster(ctx context.Context, n *node, c serveConfig, chunks *pebblesto
 	internal := api.NewInternal(api.InternalOptions{
 		Secret: c.cluster.secret, Meta: meta, Chunks: peer, Reporter: reporter, Logger: log,
 	})
-	return &clusterParts{c: c, meta: meta, store: store, repair: repair, svc: svc, internal: internal, log: log}, nil
+	return &clusterParts{c: c, meta: meta, store: store, repair: repair, svc: svc, keys: keys, internal: internal, log: log}, nil
 }
 
 // afterListen runs once the API serves: join (or rejoin) through --join;

@@ -3,6 +3,7 @@
 //
 //	mosaic serve [flags]     run a node (API, Raft member, chunk store, optional FUSE mount)
 //	mosaic cluster status|leave|remove NODE   inspect and change cluster membership
+//	mosaic verify IMAGE      re-stream an image and verify its content and signature
 //	mosaic version           print the version
 //
 // Flags may also be set in the environment as MOSAIC_<FLAG> (upper case,
@@ -37,6 +38,8 @@ func run(ctx context.Context, args []string) error {
 		return serve(ctx, args[1:])
 	case "cluster":
 		return cluster(ctx, args[1:])
+	case "verify":
+		return verify(ctx, args[1:])
 	case "version":
 		fmt.Println("mosaic", version)
 		return nil
@@ -52,6 +55,7 @@ func usage() error {
 commands:
   serve     run a node: Glance v2 API, Raft member, chunk store, optional FUSE mount
   cluster   status | leave | remove NODE: inspect and change cluster membership
+  verify    re-stream an image, recompute its digest, check signature and certificate
   version   print the version
 
 Run 'mosaic <command> -h' for a command's flags. Every flag can also be set

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/mosaicimg/mosaic/api"
+	"github.com/mosaicimg/mosaic/engine"
 	"github.com/mosaicimg/mosaic/engine/pebblestore"
 	"github.com/mosaicimg/mosaic/fusefs"
 )
@@ -28,6 +29,9 @@ type serveConfig struct {
 	logLevel   string
 	cacheBytes int64
 	cluster    clusterFlags
+	// verifySigs and trustedCA: the mount's signature verification.
+	verifySigs bool
+	trustedCA  stringList
 }
 
 func serve(ctx context.Context, args []string) error {
@@ -41,6 +45,8 @@ func serve(ctx context.Context, args []string) error {
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.Int64Var(&c.cacheBytes, "chunk-cache-bytes", 256<<20, "decoded chunk cache size in bytes")
 	c.cluster.register(fs)
+	fs.BoolVar(&c.verifySigs, "verify-signatures", false, "with --mount: verify signed images before they are opened and refuse (EACCES) those that fail")
+	fs.Var(&c.trustedCA, "trusted-ca", "with --verify-signatures: PEM file of certificates signing certificates must chain to (repeatable)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -109,7 +115,7 @@ func startNode(ctx context.Context, c serveConfig, log *slog.Logger) (_ *node, e
 	if err != nil {
 		return nil, err
 	}
-	svc := cl.svc
+	svc, keys := cl.svc, cl.keys
 
 	ln, err := net.Listen("tcp", c.apiAddr)
 	if err != nil {
@@ -117,7 +123,7 @@ func startNode(ctx context.Context, c serveConfig, log *slog.Logger) (_ *node, e
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/internal/", cl.internal)
-	mux.Handle("/", api.New(api.Options{Images: svc, Usage: svc, Logger: log}))
+	mux.Handle("/", api.New(api.Options{Images: svc, Usage: svc, Logger: log, KeyManager: keys}))
 	srv := &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: 30 * time.Second,
@@ -137,7 +143,15 @@ func startNode(ctx context.Context, c serveConfig, log *slog.Logger) (_ *node, e
 	log.Info("API listening", "addr", ln.Addr().String(), "raft", c.raftAddr, "data", c.dataDir)
 
 	if c.mountDir != "" {
-		fsrv, err := fusefs.Mount(c.mountDir, svc, fusefs.Options{Logger: log})
+		fo := fusefs.Options{Logger: log}
+		if c.verifySigs {
+			trusted, err := loadCertPool(c.trustedCA)
+			if err != nil {
+				return nil, err
+			}
+			fo.Signatures = engine.NewSignatureGate(svc, engine.SignatureGateConfig{Trusted: trusted, Logger: log})
+		}
+		fsrv, err := fusefs.Mount(c.mountDir, svc, fo)
 		if err != nil {
 			return nil, err
 		}

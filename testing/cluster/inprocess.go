@@ -183,7 +183,8 @@ func (c *inProcess) start(i int, bootstrap bool) {
 	}
 	onClose(store.Close)
 	pins := engine.NewPins()
-	svc, err := engine.NewService(engine.ServiceConfig{NodeID: nd.id}, meta, store, pins, log)
+	keys := engine.NewKeyManager(meta, engine.KeyManagerConfig{})
+	svc, err := engine.NewService(engine.ServiceConfig{NodeID: nd.id, Certificates: keys}, meta, store, pins, log)
 	if err != nil {
 		fail(err)
 	}
@@ -207,7 +208,7 @@ func (c *inProcess) start(i int, bootstrap bool) {
 	reporter := replication.NewReporter(store, repair, func() any { return meta.Status() })
 	mux := http.NewServeMux()
 	mux.Handle("/internal/", api.NewInternal(api.InternalOptions{Secret: c.secret, Meta: meta, Chunks: peer, Reporter: reporter, Logger: log}))
-	mux.Handle("/", api.New(api.Options{Images: svc, Usage: svc, Logger: log}))
+	mux.Handle("/", api.New(api.Options{Images: svc, Usage: svc, Logger: log, KeyManager: keys}))
 	// Handlers run on a context the node's stop cancels, and stop waits
 	// for them before closing the stores (http.Server.Close does not).
 	ctx, cancel := context.WithCancel(context.Background())
