@@ -28,6 +28,12 @@ func applyCommand(st *state, data []byte) *applyResult {
 		mustDecode(t, version, 1, body, &c)
 		return applyDeleteImage(st, c)
 	}
+	if res, ok := applyMemberCommand(st, t&^IgnorableFlag, version, body); ok {
+		return res
+	}
+	if res, ok := applyTaskCommand(st, t&^IgnorableFlag, version, body); ok {
+		return res
+	}
 	if t&IgnorableFlag != 0 {
 		return &applyResult{}
 	}

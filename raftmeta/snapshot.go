@@ -65,6 +65,15 @@ func writeSnapshot(w io.Writer, st *state) error {
 		}
 		n++
 	}
+	m, err := writeMemberRecords(enc, st)
+	if err != nil {
+		return err
+	}
+	n += m
+	if m, err = writeTaskRecords(enc, st); err != nil {
+		return err
+	}
+	n += m
 	if err := enc.Encode(snapshotRecord{T: "end", N: n}); err != nil {
 		return err
 	}
@@ -97,6 +106,10 @@ func readSnapshot(r io.Reader) (*state, error) {
 				return nil, fmt.Errorf("raftmeta: restore image: %w", err)
 			}
 			st.images[img.ID] = &img
+		case "member", "task":
+			if err := restoreRecord(st, rec); err != nil {
+				return nil, err
+			}
 		case "end":
 			if rec.N != n {
 				return nil, fmt.Errorf("raftmeta: restore: %d records, end says %d", n, rec.N)

@@ -10,13 +10,17 @@ import (
 // place: Apply replaces them, so a snapshot can share them.
 type state struct {
 	images map[string]*engine.Image
+	// members: image ID → member ID → membership (inner maps are replaced, never changed).
+	members map[string]map[string]*engine.Member
+	tasks   map[string]*engine.Task
 }
 
 func newState() *state {
-	return &state{images: map[string]*engine.Image{}}
+	return &state{images: map[string]*engine.Image{},
+		members: map[string]map[string]*engine.Member{}, tasks: map[string]*engine.Task{}}
 }
 
 // view returns a copy of the maps sharing the (immutable) values.
 func (s *state) view() *state {
-	return &state{images: maps.Clone(s.images)}
+	return &state{images: maps.Clone(s.images), members: maps.Clone(s.members), tasks: maps.Clone(s.tasks)}
 }

@@ -29,6 +29,15 @@ type serveConfig struct {
 	mountDir   string
 	logLevel   string
 	cacheBytes int64
+	// importHosts, if set, are the only hosts web-download may use (any port).
+	importHosts string
+}
+
+func (c serveConfig) importConfig() engine.ImportConfig {
+	if c.importHosts == "" {
+		return engine.ImportConfig{}
+	}
+	return engine.ImportConfig{AllowedHosts: strings.Split(c.importHosts, ","), AnyPort: true}
 }
 
 func serve(ctx context.Context, args []string) error {
@@ -41,6 +50,7 @@ func serve(ctx context.Context, args []string) error {
 	fs.StringVar(&c.mountDir, "mount", "", "mount the read-only FUSE image tree at this directory")
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.Int64Var(&c.cacheBytes, "chunk-cache-bytes", 256<<20, "decoded chunk cache size in bytes")
+	fs.StringVar(&c.importHosts, "import-allowed-hosts", "", "comma-separated hosts web-download may fetch from (default: any public host on ports 80/443)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -123,6 +133,9 @@ func startNode(ctx context.Context, c serveConfig, log *slog.Logger) (_ *node, e
 		return nil, err
 	}
 	if err := svc.RecoverUploads(ctx); err != nil {
+		return nil, err
+	}
+	if err := svc.RecoverImports(ctx); err != nil {
 		return nil, err
 	}
 
