@@ -539,24 +539,28 @@ func (s *Service) ListImages(ctx context.Context, q *ListQuery) (*ListPage, erro
 	return page, nil
 }
 
-// listVisible applies Glance's list scope: admins see every image (or
-// those of the requested visibility); others see their own, public and
-// shared-with-them images (membership in q.MemberStatus), and community
-// images of others only when asking for visibility=community.
+// listVisible applies Glance's list scope: admins see every image of the
+// requested visibility; others see their own, public and shared-with-them
+// images (membership in q.MemberStatus). Community images of others are
+// listed only with visibility=community or all, for admins too.
 func listVisible(c *Caller, img *Image, q *ListQuery, m *Member) bool {
 	if q.Visibility != "" && q.Visibility != "all" && img.Visibility != q.Visibility {
+		return false
+	}
+	own := c != nil && c.ProjectID != "" && img.Owner == c.ProjectID
+	if q.Visibility == "" && img.Visibility == VisibilityCommunity && !own {
+		// Even admins list others' community images only on request.
 		return false
 	}
 	if c == nil || c.IsAdmin {
 		return true
 	}
-	own := c.ProjectID != "" && img.Owner == c.ProjectID
 	memberOK := m != nil && (q.MemberStatus == "all" || m.Status == q.MemberStatus)
 	switch img.Visibility {
 	case VisibilityPublic:
 		return true
 	case VisibilityCommunity:
-		return own || q.Visibility == VisibilityCommunity
+		return true
 	case VisibilityShared:
 		return own || memberOK
 	}
