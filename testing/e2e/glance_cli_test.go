@@ -21,10 +21,17 @@ import (
 type cli struct {
 	t   *testing.T
 	env []string
+	// devNull keeps stdin open on /dev/null (openstackclient crashes on a
+	// closed stdin, and reads no data when given --file).
+	devNull bool
 }
 
 func (c cli) args(name string, args []string) []string {
-	return append([]string{"-c", `exec "$0" "$@" <&-`, name}, args...)
+	script := `exec "$0" "$@" <&-`
+	if c.devNull {
+		script = `exec "$0" "$@" </dev/null`
+	}
+	return append([]string{"-c", script, name}, args...)
 }
 
 // run runs the command and fails the test if it fails.
