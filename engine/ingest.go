@@ -277,13 +277,13 @@ func (g *Ingester) Ingest(ctx context.Context, r io.Reader, opt IngestOptions) (
 						*carryP = append(*carryP, data[:k]...)
 						cp := carryP
 						carryP = nil
-						n := len(*cp) // read before send: the worker may release (truncate) cp at once
-						if err := g.send(ctx, jobs, chunkJob{ref: newRef(chunkOff, n), data: *cp,
+						size := len(*cp) // read before send: the worker may recycle *cp at once
+						if err := g.send(ctx, jobs, chunkJob{ref: newRef(chunkOff, size), data: *cp,
 							release: func() { *cp = (*cp)[:0]; g.carry.Put(cp) }}); err != nil {
 							b.release()
 							return err
 						}
-						chunkOff += int64(n)
+						chunkOff += int64(size)
 					} else {
 						b.refs.Add(1)
 						if err := g.send(ctx, jobs, chunkJob{ref: newRef(chunkOff, k), data: data[:k:k], release: b.release}); err != nil {
@@ -302,12 +302,12 @@ func (g *Ingester) Ingest(ctx context.Context, r io.Reader, opt IngestOptions) (
 				if carryP != nil && len(*carryP) > 0 {
 					cp := carryP
 					carryP = nil
-					n := len(*cp)
-					if err := g.send(ctx, jobs, chunkJob{ref: newRef(chunkOff, n), data: *cp,
+					size := len(*cp)
+					if err := g.send(ctx, jobs, chunkJob{ref: newRef(chunkOff, size), data: *cp,
 						release: func() { *cp = (*cp)[:0]; g.carry.Put(cp) }}); err != nil {
 						return err
 					}
-					chunkOff += int64(n)
+					chunkOff += int64(size)
 				}
 				return nil
 			}
