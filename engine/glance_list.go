@@ -465,6 +465,14 @@ type ImageScanner interface {
 	ScanImages(ctx context.Context, visit func(*Image)) error
 }
 
+// ImageOrderedScanner is an optional extension of ImageStore that visits
+// records in (created_at, id) order — Glance's default list order — from
+// just after a marker record (nil: from the start), until visit returns
+// false. Records are shared and immutable, as for ImageScanner.
+type ImageOrderedScanner interface {
+	ScanImagesByCreated(ctx context.Context, desc bool, after *Image, visit func(*Image) bool) error
+}
+
 // scanImages visits every record, without copies when the store can.
 func (s *Service) scanImages(ctx context.Context, visit func(*Image)) error {
 	if sc, ok := s.images.(ImageScanner); ok {
@@ -508,20 +516,37 @@ func (s *Service) ListImages(ctx context.Context, q *ListQuery) (*ListPage, erro
 	if q.Limit == 0 {
 		return &ListPage{}, nil
 	}
-	top := newTopK(q.Limit, func(a, b *Image) int { return compareImages(q.Sort, a, b) })
-	err := s.scanImages(ctx, func(img *Image) {
+	keep := func(img *Image) bool {
 		if img.Status == StatusDeleted || img.Status == StatusKilled || img.OSHidden != q.OSHidden {
-			return
+			return false
 		}
 		if !listVisible(c, img, q, memberships[img.ID]) {
-			return
+			return false
 		}
 		for _, f := range q.filters {
 			if !f(img) {
-				return
+				return false
 			}
 		}
-		if marker != nil && compareImages(q.Sort, img, marker) <= 0 {
+		return true
+	}
+	if os, ok := s.images.(ImageOrderedScanner); ok && createdOrder(q.Sort) {
+		// The store keeps this order: read only as far as the page needs.
+		var page []*Image
+		err := os.ScanImagesByCreated(ctx, q.Sort[0].Desc, marker, func(img *Image) bool {
+			if keep(img) {
+				page = append(page, img)
+			}
+			return len(page) < q.Limit
+		})
+		if err != nil {
+			return nil, err
+		}
+		return newListPage(page, q.Limit), nil
+	}
+	top := newTopK(q.Limit, func(a, b *Image) int { return compareImages(q.Sort, a, b) })
+	err := s.scanImages(ctx, func(img *Image) {
+		if !keep(img) || (marker != nil && compareImages(q.Sort, img, marker) <= 0) {
 			return
 		}
 		top.add(img)
@@ -529,14 +554,26 @@ func (s *Service) ListImages(ctx context.Context, q *ListQuery) (*ListPage, erro
 	if err != nil {
 		return nil, err
 	}
-	page := &ListPage{Images: top.sorted()}
-	for i, img := range page.Images {
+	return newListPage(top.sorted(), q.Limit), nil
+}
+
+// createdOrder reports whether keys are Glance's default order (either
+// direction): created_at, then id.
+func createdOrder(keys []SortKey) bool {
+	return len(keys) == 2 && keys[0].Key == "created_at" && keys[1].Key == "id" && keys[0].Desc == keys[1].Desc
+}
+
+// newListPage copies the records of a page; it has a next marker when it
+// is full (Glance: the database returned limit rows).
+func newListPage(imgs []*Image, limit int) *ListPage {
+	page := &ListPage{Images: make([]*Image, len(imgs))}
+	for i, img := range imgs {
 		page.Images[i] = img.Clone()
 	}
-	if len(page.Images) == q.Limit {
-		page.Next = page.Images[len(page.Images)-1].ID
+	if len(imgs) == limit {
+		page.Next = imgs[len(imgs)-1].ID
 	}
-	return page, nil
+	return page
 }
 
 // listVisible applies Glance's list scope: admins see every image of the

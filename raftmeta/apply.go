@@ -59,6 +59,7 @@ func applyCreateImage(st *state, c createImageV1) *applyResult {
 	img := c.Image
 	img.Revision = 1
 	st.images[img.ID] = img
+	st.indexImage(nil, img)
 	return &applyResult{Image: img.Clone()}
 }
 
@@ -77,6 +78,7 @@ func applyUpdateImage(st *state, c updateImageV1) *applyResult {
 	img := c.Image
 	img.Revision = cur.Revision + 1
 	st.images[img.ID] = img
+	st.indexImage(cur, img)
 	return &applyResult{Image: img.Clone()}
 }
 
@@ -90,5 +92,6 @@ func applyDeleteImage(st *state, c deleteImageV1) *applyResult {
 			c.ID, engine.ErrConflict, cur.Revision, c.IfRevision)}
 	}
 	delete(st.images, c.ID)
+	st.unindexImage(cur)
 	return &applyResult{}
 }

@@ -114,6 +114,7 @@ func readSnapshot(r io.Reader) (*state, error) {
 			if rec.N != n {
 				return nil, fmt.Errorf("raftmeta: restore: %d records, end says %d", n, rec.N)
 			}
+			st.rebuildIndex()
 			return st, nil
 		default:
 			return nil, fmt.Errorf("raftmeta: restore: unknown record type %q", rec.T)

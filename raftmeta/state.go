@@ -13,6 +13,8 @@ type state struct {
 	// members: image ID → member ID → membership (inner maps are replaced, never changed).
 	members map[string]map[string]*engine.Member
 	tasks   map[string]*engine.Task
+	// byCreated orders the images for lists; not part of snapshots.
+	byCreated createdIndex
 }
 
 func newState() *state {
