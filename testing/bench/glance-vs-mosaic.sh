@@ -70,14 +70,16 @@ def load(p):
     for line in open(p):
         m = re.match(r'RESULT (\S+)\s+req/s\s+([\d.]+)\s+p50\s+([\d.]+) ms\s+p90\s+([\d.]+) ms\s+p99\s+([\d.]+) ms', line)
         if m:
-            out[m.group(1)] = tuple(float(x) for x in m.groups()[1:])
+            cpu = re.search(r'server-CPU ([\d.]+) ms/req', line)
+            out[m.group(1)] = tuple(float(x) for x in m.groups()[1:]) + (float(cpu.group(1)) if cpu else 0.0,)
     return out
 g, m = load(sys.argv[1]), load(sys.argv[2])
 print("## ratios (same run)")
-print("%-20s %12s %12s %8s   %s" % ("test", "Glance req/s", "Mosaic req/s", "ratio", "p99 ms Glance / Mosaic"))
+print("%-20s %12s %12s %8s   %-24s %s" % ("test", "Glance req/s", "Mosaic req/s", "ratio", "p99 ms Glance / Mosaic", "server CPU ms/req Glance / Mosaic"))
 for k in ["post-create-c1", "post-create-c4", "show-one-c1", "show-one-c8", "list-default-c1", "list-default-c8",
           "list-filter-prop-c1", "list-limit1000-c1", "versions-c8"]:
     if k in g and k in m:
-        print("%-20s %12.1f %12.1f %7.1fx   %.1f / %.1f" % (k, g[k][0], m[k][0], m[k][0] / g[k][0] if g[k][0] else 0, g[k][3], m[k][3]))
+        print("%-20s %12.1f %12.1f %7.1fx   %-24s %.2f / %.3f" % (k, g[k][0], m[k][0], m[k][0] / g[k][0] if g[k][0] else 0,
+              "%.1f / %.1f" % (g[k][3], m[k][3]), g[k][4], m[k][4]))
 print("(list tests: Glance with %s images, Mosaic with %s; list-default = 25 per page)" % (sys.argv[3], sys.argv[4]))
 PY
