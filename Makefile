@@ -25,6 +25,7 @@ test-system:
 # Long-running figures (see docs/benchmarks.md).
 bench: build bench-glance
 	$(GO) test -run '^$$' -bench . -benchtime 3x -timeout 60m ./chunker/... ./engine/...
+	$(GO) test -run '^$$' -bench . -benchtime 2000x -timeout 30m ./api/
 
 # Glance-vs-Mosaic API figures (create, show, list 25 of 10,000), with the
 # real Glance started in the same run (testing/bench/glance-vs-mosaic.sh).

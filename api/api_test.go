@@ -20,7 +20,7 @@ import (
 )
 
 // newServer serves the API over a real single-node Raft and Pebble store.
-func newServer(t *testing.T) *httptest.Server {
+func newServer(t testing.TB) *httptest.Server {
 	t.Helper()
 	dir := t.TempDir()
 	chunks, err := pebblestore.Open(pebblestore.Config{Dir: filepath.Join(dir, "chunks")})

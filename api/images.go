@@ -88,7 +88,7 @@ func (s *server) listImages(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	first, next := pageLinks("/v2/images", q.Params, page.Next)
-	writeRaw(w, http.StatusOK, appendImageList(nil, page.Images, first, next))
+	writeRaw(w, http.StatusOK, appendImageList(make([]byte, 0, 512+768*len(page.Images)), page.Images, first, next))
 }
 
 // pageLinks builds Glance's first and next links: the request's parameters
