@@ -466,7 +466,7 @@ type ImageScanner interface {
 }
 
 // ImageOrderedScanner is an optional extension of ImageStore that visits
-// records in (created_at, id) order — Glance's default list order — from
+// records that are not deleted in (created_at, id) order — Glance's default list order — from
 // just after a marker record (nil: from the start), until visit returns
 // false. Records are shared and immutable, as for ImageScanner.
 type ImageOrderedScanner interface {

@@ -8,9 +8,9 @@ import (
 	"github.com/mosaicimg/mosaic/engine"
 )
 
-// createdIndex keeps every image record ordered by (created_at, id), the
-// order of Glance's default list, so a page of the newest images is read
-// without scanning them all. It holds the current record pointers and is
+// createdIndex keeps the image records that are not deleted ordered by
+// (created_at, id), the order of Glance's default list, so a page of the
+// newest images is read without scanning them all (or their tombstones). It holds the current record pointers and is
 // changed only by Apply under the FSM's write lock. Creation times only
 // grow, so inserts land at (or near) the end.
 type createdIndex struct {
@@ -47,10 +47,12 @@ func (x *createdIndex) remove(img *engine.Image) {
 // indexImage records a created or updated image (old is the previous
 // record, nil on create).
 func (s *state) indexImage(old, img *engine.Image) {
-	if old != nil && createdLess(old, img) != 0 {
+	if old != nil && (createdLess(old, img) != 0 || img.Status == engine.StatusDeleted) {
 		s.byCreated.remove(old)
 	}
-	s.byCreated.put(img)
+	if img.Status != engine.StatusDeleted {
+		s.byCreated.put(img)
+	}
 }
 
 // unindexImage forgets a removed image.
@@ -60,7 +62,9 @@ func (s *state) unindexImage(old *engine.Image) { s.byCreated.remove(old) }
 func (s *state) rebuildIndex() {
 	s.byCreated.entries = s.byCreated.entries[:0]
 	for _, img := range s.images {
-		s.byCreated.entries = append(s.byCreated.entries, img)
+		if img.Status != engine.StatusDeleted {
+			s.byCreated.entries = append(s.byCreated.entries, img)
+		}
 	}
 	slices.SortFunc(s.byCreated.entries, createdLess)
 }

@@ -29,7 +29,9 @@ func TestCreatedIndexFollowsApply(t *testing.T) {
 		t.Helper()
 		var want []*engine.Image
 		for _, img := range st.images {
-			want = append(want, img)
+			if img.Status != engine.StatusDeleted {
+				want = append(want, img)
+			}
 		}
 		slices.SortFunc(want, createdLess)
 		if !slices.Equal(st.byCreated.entries, want) {
