@@ -110,7 +110,7 @@ func TestEdgeCasesMatchGlance(t *testing.T) {
 	shared := sharedDir(t)
 	node := harness.StartNode(t, harness.NodeOptions{})
 	out := t.TempDir()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
 	start := time.Now()
 	harness.Run(t, ctx, nil, "bash", filepath.Join(shared, "glance", "real-glance", "edge-cases.sh"), node.URL(), "x", out)

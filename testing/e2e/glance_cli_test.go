@@ -125,7 +125,6 @@ func serveFile(t *testing.T, data []byte) string {
 }
 
 func TestGlanceCLI(t *testing.T) {
-	t.Parallel()
 	harness.RequireTool(t, "glance", "python3-glanceclient")
 	work := t.TempDir()
 	node := harness.StartNode(t, harness.NodeOptions{Extra: []string{"--import-allowed-hosts", "127.0.0.1"}})

@@ -28,7 +28,6 @@ func imageClient(base string) *gophercloud.ServiceClient {
 }
 
 func TestGophercloud(t *testing.T) {
-	t.Parallel()
 	node := harness.StartNode(t, harness.NodeOptions{Extra: []string{"--import-allowed-hosts", "127.0.0.1"}})
 	c := imageClient(node.URL())
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)

@@ -17,7 +17,6 @@ import (
 // resolves the project through Keystone before calling the image API, and
 // there is no Keystone in noauth mode (the keystone auth mode covers them).
 func TestOpenStackCLI(t *testing.T) {
-	t.Parallel()
 	harness.RequireTool(t, "openstack", "python3-openstackclient")
 	work := t.TempDir()
 	node := harness.StartNode(t, harness.NodeOptions{})
