@@ -42,6 +42,12 @@ func (t CommandType) String() string {
 	if name := secretCommandName(t); name != "" {
 		return name
 	}
+	if name, ok := memberCommandName(t &^ IgnorableFlag); ok {
+		return name
+	}
+	if name, ok := taskCommandName(t &^ IgnorableFlag); ok {
+		return name
+	}
 	return fmt.Sprintf("command-%d", byte(t))
 }
 
@@ -74,6 +80,7 @@ func encodeCommand(t CommandType, version byte, body any) ([]byte, error) {
 // It travels as JSON when a follower forwards a command to the leader
 // (forward.go), so its fields are exported; Err travels separately.
 type applyResult struct {
-	Err   error         `json:"-"`
-	Image *engine.Image `json:"image,omitempty"`
+	Err    error          `json:"-"`
+	Image  *engine.Image  `json:"image,omitempty"`
+	Member *engine.Member `json:"member,omitempty"`
 }

@@ -126,7 +126,8 @@ func startCluster(ctx context.Context, n *node, c serveConfig, chunks *pebblesto
 	n.onClose(store.Close)
 	pins := engine.NewPins()
 	keys := engine.NewKeyManager(meta, engine.KeyManagerConfig{})
-	svc, err := engine.NewService(engine.ServiceConfig{NodeID: c.nodeID, ChunkCacheBytes: c.cacheBytes, Certificates: keys},
+	svc, err := engine.NewService(engine.ServiceConfig{NodeID: c.nodeID, ChunkCacheBytes: c.cacheBytes,
+		Certificates: keys, Import: c.importConfig()},
 		meta, store, pins, log)
 	if err != nil {
 		return nil, err
@@ -176,6 +177,9 @@ func (cl *clusterParts) afterListen(ctx context.Context) {
 		}
 		if err := cl.svc.RecoverUploads(ctx); err != nil {
 			cl.log.Error("recover interrupted uploads", "err", err)
+		}
+		if err := cl.svc.RecoverImports(ctx); err != nil {
+			cl.log.Error("recover interrupted imports", "err", err)
 		}
 	}()
 	cl.repair.Start()

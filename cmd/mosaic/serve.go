@@ -32,6 +32,15 @@ type serveConfig struct {
 	// verifySigs and trustedCA: the mount's signature verification.
 	verifySigs bool
 	trustedCA  stringList
+	// importHosts, if set, are the only hosts web-download may use (any port).
+	importHosts string
+}
+
+func (c serveConfig) importConfig() engine.ImportConfig {
+	if c.importHosts == "" {
+		return engine.ImportConfig{}
+	}
+	return engine.ImportConfig{AllowedHosts: strings.Split(c.importHosts, ","), AnyPort: true}
 }
 
 func serve(ctx context.Context, args []string) error {
@@ -47,6 +56,7 @@ func serve(ctx context.Context, args []string) error {
 	c.cluster.register(fs)
 	fs.BoolVar(&c.verifySigs, "verify-signatures", false, "with --mount: verify signed images before they are opened and refuse (EACCES) those that fail")
 	fs.Var(&c.trustedCA, "trusted-ca", "with --verify-signatures: PEM file of certificates signing certificates must chain to (repeatable)")
+	fs.StringVar(&c.importHosts, "import-allowed-hosts", "", "comma-separated hosts web-download may fetch from (default: any public host on ports 80/443)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
