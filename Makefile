@@ -2,7 +2,7 @@
 GO      ?= go
 BIN     := bin/mosaic
 # Packages whose tests also run under the race detector.
-RACE_PKGS := ./chunker/... ./engine/... ./raftmeta/... ./fusefs/... ./api/...
+RACE_PKGS := ./chunker/... ./engine/... ./raftmeta/... ./replication/... ./fusefs/... ./api/...
 
 .PHONY: build run test test-unit test-system bench bench-glance soak lint verify clean
 
@@ -25,6 +25,7 @@ test-system:
 # Long-running figures (see docs/benchmarks.md; image signing: docs/signing.md).
 bench: build bench-glance
 	$(GO) test -run '^$$' -bench . -benchtime 3x -timeout 60m ./chunker/... ./engine/...
+	MOSAIC_BIN=$(CURDIR)/$(BIN) $(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./testing/cluster/
 	$(GO) test -run '^$$' -bench . -benchtime 2000x -timeout 30m ./api/
 	MOSAIC_BIN=$(CURDIR)/$(BIN) $(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./testing/signing/
 
