@@ -70,6 +70,8 @@ type IngestOptions struct {
 	SignatureHash crypto.Hash
 	// MaxSize caps the stream; 0 means no cap. Exceeding it fails with ErrTooLarge.
 	MaxSize int64
+	// SkipMD5 leaves out Glance's MD5 checksum (IngestResult.MD5 is nil).
+	SkipMD5 bool
 }
 
 // IngestResult describes a stored stream.
@@ -159,7 +161,10 @@ func (g *Ingester) Ingest(ctx context.Context, r io.Reader, opt IngestOptions) (
 	if algo == "" {
 		algo = "sha512"
 	}
-	hashes := []hash.Hash{md5.New(), osh}
+	hashes := []hash.Hash{osh}
+	if !opt.SkipMD5 {
+		hashes = append(hashes, md5.New())
+	}
 	if opt.SignatureHash != 0 {
 		if !opt.SignatureHash.Available() {
 			return nil, Errorf(ErrInvalid, "signature hash %v is not available", opt.SignatureHash)
@@ -277,12 +282,15 @@ func (g *Ingester) Ingest(ctx context.Context, r io.Reader, opt IngestOptions) (
 						*carryP = append(*carryP, data[:k]...)
 						cp := carryP
 						carryP = nil
-						if err := g.send(ctx, jobs, chunkJob{ref: newRef(chunkOff, len(*cp)), data: *cp,
+						// Read the length before sending: a worker may
+						// release (and reset) the buffer at once.
+						size := len(*cp)
+						if err := g.send(ctx, jobs, chunkJob{ref: newRef(chunkOff, size), data: *cp,
 							release: func() { *cp = (*cp)[:0]; g.carry.Put(cp) }}); err != nil {
 							b.release()
 							return err
 						}
-						chunkOff += int64(len(*cp))
+						chunkOff += int64(size)
 					} else {
 						b.refs.Add(1)
 						if err := g.send(ctx, jobs, chunkJob{ref: newRef(chunkOff, k), data: data[:k:k], release: b.release}); err != nil {
@@ -301,11 +309,12 @@ func (g *Ingester) Ingest(ctx context.Context, r io.Reader, opt IngestOptions) (
 				if carryP != nil && len(*carryP) > 0 {
 					cp := carryP
 					carryP = nil
-					if err := g.send(ctx, jobs, chunkJob{ref: newRef(chunkOff, len(*cp)), data: *cp,
+					size := len(*cp)
+					if err := g.send(ctx, jobs, chunkJob{ref: newRef(chunkOff, size), data: *cp,
 						release: func() { *cp = (*cp)[:0]; g.carry.Put(cp) }}); err != nil {
 						return err
 					}
-					chunkOff += int64(len(*cp))
+					chunkOff += int64(size)
 				}
 				return nil
 			}
@@ -336,11 +345,15 @@ func (g *Ingester) Ingest(ctx context.Context, r io.Reader, opt IngestOptions) (
 	}
 	res := &IngestResult{
 		Manifest: m, Root: root, Size: total,
-		MD5: hashes[0].Sum(nil), OSHashAlgo: algo, OSHash: hashes[1].Sum(nil),
+		OSHashAlgo: algo, OSHash: hashes[0].Sum(nil),
 		NewChunks: int(newChunks.Load()), NewBytes: newBytes.Load(), ZeroBytes: zeroBytes.Load(),
 	}
-	if len(hashes) > 2 {
-		res.SignatureDigest = hashes[2].Sum(nil)
+	rest := hashes[1:]
+	if !opt.SkipMD5 {
+		res.MD5, rest = rest[0].Sum(nil), rest[1:]
+	}
+	if len(rest) > 0 {
+		res.SignatureDigest = rest[0].Sum(nil)
 	}
 	return res, nil
 }
