@@ -72,6 +72,11 @@ type IngestOptions struct {
 	MaxSize int64
 	// SkipMD5 leaves out Glance's MD5 checksum (IngestResult.MD5 is nil).
 	SkipMD5 bool
+	// Pins, when set, receives the pins of every chunk and manifest blob
+	// the result refers to, and the caller ends it after committing (or
+	// abandoning) the record that refers to them; the ingester's own
+	// pins otherwise end when Ingest returns.
+	Pins *PinSession
 }
 
 // IngestResult describes a stored stream.
@@ -100,8 +105,9 @@ type Ingester struct {
 	carry sync.Pool // *[]byte of Chunking.Max bytes, for chunks spanning blocks
 }
 
-// NewIngester returns an Ingester writing to store. pins may be shared with
-// a garbage collector.
+// NewIngester returns an Ingester writing to store. pins must be the set
+// the garbage collector of store uses (nil: a private set, for stores no
+// collector runs on).
 func NewIngester(store ChunkStore, pins *Pins, cfg IngestConfig) (*Ingester, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -177,8 +183,11 @@ func (g *Ingester) Ingest(ctx context.Context, r io.Reader, opt IngestOptions) (
 	}
 
 	eg, ctx := errgroup.WithContext(ctx)
-	pins := g.pins.Begin()
-	defer pins.End()
+	pins := opt.Pins
+	if pins == nil {
+		pins = g.pins.Begin()
+		defer pins.End()
+	}
 
 	// Hash goroutines: one per whole-stream hash, fed every block in order.
 	hashCh := make([]chan *block, len(hashes))
@@ -334,9 +343,11 @@ func (g *Ingester) Ingest(ctx context.Context, r io.Reader, opt IngestOptions) (
 	for i := 0; i < nrefs; i++ {
 		m.Chunks = append(m.Chunks, refs[i/refPage][i%refPage])
 	}
-	root, err := StoreManifest(ctx, g.store, m)
-	if err != nil {
-		return nil, err
+	root, blobs := ManifestBlobs(m)
+	for _, b := range blobs {
+		if err := pins.Pin(b.ID, func() error { return g.store.Put(ctx, b.ID, b.Data) }); err != nil {
+			return nil, fmt.Errorf("ingest: store manifest %s: %w", root, err)
+		}
 	}
 	// One sync makes every chunk and the manifest durable, including chunks
 	// skipped because another upload wrote them (the WAL is sequential).
