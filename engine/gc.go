@@ -88,6 +88,9 @@ func NewCollector(images ImageStore, store GCStore, pins *Pins, cfg GCConfig, lo
 	return &Collector{images: images, store: store, pins: pins, cfg: cfg, extra: extra, log: log}
 }
 
+// Grace returns the configured grace period.
+func (c *Collector) Grace() time.Duration { return c.cfg.Grace }
+
 // Last returns the stats of the latest completed collection.
 func (c *Collector) Last() GCStats {
 	c.mu.Lock()

@@ -2,6 +2,8 @@
 // service with a deduplicating, content-addressed store.
 //
 //	mosaic serve [flags]     run a node (API, Raft member, chunk store, optional FUSE mount)
+//	mosaic gc [flags]        run chunk garbage collection on a node now
+//	mosaic usage [flags]     a node's storage report (dedup, compression, per image)
 //	mosaic version           print the version
 //
 // Flags may also be set in the environment as MOSAIC_<FLAG> (upper case,
@@ -34,6 +36,10 @@ func run(ctx context.Context, args []string) error {
 	switch args[0] {
 	case "serve":
 		return serve(ctx, args[1:])
+	case "gc":
+		return gcCommand(ctx, args[1:])
+	case "usage":
+		return usageCommand(ctx, args[1:])
 	case "version":
 		fmt.Println("mosaic", version)
 		return nil
@@ -48,6 +54,8 @@ func usage() error {
 
 commands:
   serve     run a node: Glance v2 API, Raft member, chunk store, optional FUSE mount
+  gc        run chunk garbage collection on a node now
+  usage     show a node's storage report (dedup, compression, unique bytes per image)
   version   print the version
 
 Run 'mosaic <command> -h' for a command's flags. Every flag can also be set

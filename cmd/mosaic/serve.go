@@ -29,6 +29,7 @@ type serveConfig struct {
 	mountDir   string
 	logLevel   string
 	cacheBytes int64
+	storage    storageFlags
 }
 
 func serve(ctx context.Context, args []string) error {
@@ -41,6 +42,7 @@ func serve(ctx context.Context, args []string) error {
 	fs.StringVar(&c.mountDir, "mount", "", "mount the read-only FUSE image tree at this directory")
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.Int64Var(&c.cacheBytes, "chunk-cache-bytes", 256<<20, "decoded chunk cache size in bytes")
+	c.storage.register(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -117,8 +119,9 @@ func startNode(ctx context.Context, c serveConfig, log *slog.Logger) (_ *node, e
 		return nil, err
 	}
 
+	pins := engine.NewPins() // shared by uploads and GC
 	svc, err := engine.NewService(engine.ServiceConfig{NodeID: c.nodeID, ChunkCacheBytes: c.cacheBytes},
-		meta, chunks, nil, log)
+		meta, chunks, pins, log)
 	if err != nil {
 		return nil, err
 	}
@@ -130,8 +133,17 @@ func startNode(ctx context.Context, c serveConfig, log *slog.Logger) (_ *node, e
 	if err != nil {
 		return nil, fmt.Errorf("listen %s: %w", c.apiAddr, err)
 	}
+	gc := engine.NewCollector(meta, chunks, pins, engine.GCConfig{Grace: c.storage.gcGrace}, log)
+	if c.storage.gcInterval > 0 {
+		gcCtx, stopGC := context.WithCancel(context.Background())
+		gcDone := make(chan struct{})
+		go func() { defer close(gcDone); gc.Run(gcCtx, c.storage.gcInterval) }()
+		n.onClose(func() error { stopGC(); <-gcDone; return nil })
+	}
+	var handler http.Handler = api.New(api.Options{Images: svc, Usage: svc, Logger: log})
+	handler = withStorageAdmin(handler, gc, svc, log)
 	srv := &http.Server{
-		Handler:           api.New(api.Options{Images: svc, Usage: svc, Logger: log}),
+		Handler:           handler,
 		ReadHeaderTimeout: 30 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
