@@ -182,6 +182,9 @@ func (g *Ingester) Ingest(ctx context.Context, r io.Reader, opt IngestOptions) (
 		return nil, err
 	}
 
+	// ctx is cancelled when eg.Wait returns; the manifest and the Sync use
+	// the caller's context.
+	parent := ctx
 	eg, ctx := errgroup.WithContext(ctx)
 	pins := opt.Pins
 	if pins == nil {
@@ -345,13 +348,13 @@ func (g *Ingester) Ingest(ctx context.Context, r io.Reader, opt IngestOptions) (
 	}
 	root, blobs := ManifestBlobs(m)
 	for _, b := range blobs {
-		if err := pins.Pin(b.ID, func() error { return g.store.Put(ctx, b.ID, b.Data) }); err != nil {
+		if err := pins.Pin(b.ID, func() error { return g.store.Put(parent, b.ID, b.Data) }); err != nil {
 			return nil, fmt.Errorf("ingest: store manifest %s: %w", root, err)
 		}
 	}
 	// One sync makes every chunk and the manifest durable, including chunks
 	// skipped because another upload wrote them (the WAL is sequential).
-	if err := g.store.Sync(ctx); err != nil {
+	if err := g.store.Sync(parent); err != nil {
 		return nil, fmt.Errorf("ingest: sync: %w", err)
 	}
 	res := &IngestResult{

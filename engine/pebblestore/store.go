@@ -7,6 +7,7 @@ import (
 	"iter"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -36,6 +37,16 @@ type Config struct {
 type Store struct {
 	db  *pebble.DB
 	wal bool
+
+	// Without a WAL, write errors surface in flushes, which Pebble retries
+	// in the background and which db.Flush waits for forever. So the
+	// store watches flush results: failing holds the latest flush error
+	// (nil after a flush succeeds), and failed is closed and replaced on
+	// each failure to wake waiting Syncs.
+	failing atomic.Pointer[error]
+	mu      sync.Mutex
+	failed  chan struct{}
+
 	log *slog.Logger
 	now func() time.Time
 	enc sync.Pool // *[]byte encode buffers
@@ -83,12 +94,14 @@ func Open(cfg Config) (*Store, error) {
 			TargetGarbageRatio:    0.2,
 		}
 	}
+	s := &Store{wal: cfg.WAL, log: cfg.Logger, now: cfg.Now, failed: make(chan struct{})}
+	opts.EventListener = &pebble.EventListener{FlushEnd: s.flushEnd}
 	opts.EnsureDefaults()
 	db, err := pebble.Open(cfg.Dir, opts)
 	if err != nil {
 		return nil, fmt.Errorf("pebblestore: open %s: %w", cfg.Dir, err)
 	}
-	s := &Store{db: db, wal: cfg.WAL, log: cfg.Logger, now: cfg.Now}
+	s.db = db
 	s.enc.New = func() any { b := make([]byte, 0, 320<<10); return &b }
 	return s, nil
 }
@@ -149,6 +162,9 @@ func (s *Store) PutEncoded(ctx context.Context, id engine.ChunkID, enc []byte) e
 	if _, err := engine.ParseChunkHeader(enc); err != nil {
 		return fmt.Errorf("pebblestore: put %s: %w", id, err)
 	}
+	if err := s.writeBlocked(); err != nil {
+		return fmt.Errorf("pebblestore: put %s: %w", id, err)
+	}
 	if err := s.db.Set(chunkKey(id), enc, pebble.NoSync); err != nil {
 		return fmt.Errorf("pebblestore: put %s: %w", id, translateWriteErr(err))
 	}
@@ -157,6 +173,9 @@ func (s *Store) PutEncoded(ctx context.Context, id engine.ChunkID, enc []byte) e
 
 // Put implements engine.ChunkStore.
 func (s *Store) Put(ctx context.Context, id engine.ChunkID, data []byte) error {
+	if err := s.writeBlocked(); err != nil {
+		return fmt.Errorf("pebblestore: put %s: %w", id, err)
+	}
 	bp := s.enc.Get().(*[]byte)
 	enc := engine.EncodeChunk((*bp)[:0], data, s.now())
 	err := s.db.Set(chunkKey(id), enc, pebble.NoSync)
@@ -181,22 +200,60 @@ func (s *Store) Has(ctx context.Context, id engine.ChunkID) (bool, error) {
 	return true, nil
 }
 
+// flushEnd records the outcome of every flush. Pebble reports a flush of
+// nothing as the unexported "pebble: empty table" error; that is success.
+func (s *Store) flushEnd(info pebble.FlushInfo) {
+	if info.Err == nil || info.Err.Error() == "pebble: empty table" {
+		s.failing.Store(nil)
+		return
+	}
+	err := info.Err
+	s.failing.Store(&err)
+	s.log.Error("chunk store flush failed; writes fail until a flush succeeds", "err", err)
+	s.mu.Lock()
+	close(s.failed)
+	s.failed = make(chan struct{})
+	s.mu.Unlock()
+}
+
+// writeBlocked returns the pending flush error, if any: new writes are
+// refused rather than queued in memtables that cannot be flushed.
+func (s *Store) writeBlocked() error {
+	if p := s.failing.Load(); p != nil {
+		return translateWriteErr(*p)
+	}
+	return nil
+}
+
 // Sync implements engine.ChunkStore. With a WAL it is one synced WAL
 // write, which makes every earlier write durable (the WAL is sequential).
 // Without one it flushes the memtables: Pebble writes them to sstables and
 // blob files, syncs those and records them in its synced MANIFEST, which
 // makes every write that reached a memtable before the call durable.
 func (s *Store) Sync(ctx context.Context) error {
-	var err error
 	if s.wal {
-		err = s.db.LogData(nil, pebble.Sync)
-	} else {
-		err = s.db.Flush()
+		if err := s.db.LogData(nil, pebble.Sync); err != nil {
+			return fmt.Errorf("pebblestore: sync: %w", translateWriteErr(err))
+		}
+		return nil
 	}
+	s.mu.Lock()
+	failed := s.failed
+	s.mu.Unlock()
+	flushed, err := s.db.AsyncFlush()
 	if err != nil {
 		return fmt.Errorf("pebblestore: sync: %w", translateWriteErr(err))
 	}
-	return nil
+	select {
+	case <-flushed:
+		return nil
+	case <-failed:
+		// A flush failed after this Sync began; Pebble will retry it, but
+		// this caller's data is not durable now.
+		return fmt.Errorf("pebblestore: sync: %w", s.writeBlocked())
+	case <-ctx.Done():
+		return fmt.Errorf("pebblestore: sync: %w", ctx.Err())
+	}
 }
 
 // ListChunks implements engine.GCStore.
