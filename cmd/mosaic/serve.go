@@ -98,7 +98,8 @@ func startNode(ctx context.Context, c serveConfig, log *slog.Logger) (_ *node, e
 	log = log.With("node", c.nodeID)
 	n.log = log
 
-	chunks, err := pebblestore.Open(pebblestore.Config{Dir: filepath.Join(c.dataDir, "chunks"), Logger: log})
+	chunks, err := pebblestore.Open(pebblestore.Config{Dir: filepath.Join(c.dataDir, "chunks"), Logger: log,
+		MemTableSize: c.storage.memtable})
 	if err != nil {
 		return nil, err
 	}

@@ -21,11 +21,13 @@ import (
 type storageFlags struct {
 	gcInterval time.Duration
 	gcGrace    time.Duration
+	memtable   uint64
 }
 
 func (f *storageFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&f.gcInterval, "gc-interval", time.Hour, "run chunk garbage collection this often (0 disables the periodic run)")
 	fs.DurationVar(&f.gcGrace, "gc-grace", time.Hour, "never sweep chunks younger than this")
+	fs.Uint64Var(&f.memtable, "chunk-memtable-bytes", 64<<20, "size of each of the chunk store's memtables (chunks are durable once flushed from one)")
 }
 
 // adminPrefix is where a node serves its storage operations (GC, usage)
