@@ -72,11 +72,7 @@ func TestSyncFailsCleanlyWhenDiskIsFull(t *testing.T) {
 	inj.on.Store(false)
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		// Sync first: it retries the flush that failed.
-		err := s.Sync(ctx)
-		if err == nil {
-			err = s.Put(ctx, id, p)
-		}
+		err := s.Put(ctx, id, p)
 		if err == nil {
 			err = s.Sync(ctx)
 		}

@@ -162,7 +162,7 @@ func (s *Store) PutEncoded(ctx context.Context, id engine.ChunkID, enc []byte) e
 	if _, err := engine.ParseChunkHeader(enc); err != nil {
 		return fmt.Errorf("pebblestore: put %s: %w", id, err)
 	}
-	if err := s.writeBlocked(); err != nil {
+	if err := s.writeBlocked(ctx); err != nil {
 		return fmt.Errorf("pebblestore: put %s: %w", id, err)
 	}
 	if err := s.db.Set(chunkKey(id), enc, pebble.NoSync); err != nil {
@@ -173,7 +173,7 @@ func (s *Store) PutEncoded(ctx context.Context, id engine.ChunkID, enc []byte) e
 
 // Put implements engine.ChunkStore.
 func (s *Store) Put(ctx context.Context, id engine.ChunkID, data []byte) error {
-	if err := s.writeBlocked(); err != nil {
+	if err := s.writeBlocked(ctx); err != nil {
 		return fmt.Errorf("pebblestore: put %s: %w", id, err)
 	}
 	bp := s.enc.Get().(*[]byte)
@@ -217,12 +217,24 @@ func (s *Store) flushEnd(info pebble.FlushInfo) {
 }
 
 // writeBlocked returns the pending flush error, if any: new writes are
-// refused rather than queued in memtables that cannot be flushed.
-func (s *Store) writeBlocked() error {
+// refused rather than queued in memtables that cannot be flushed. While a
+// flush error is pending it first retries the flush, so the first write
+// after the disk has room again succeeds.
+func (s *Store) writeBlocked(ctx context.Context) error {
+	if s.failing.Load() == nil {
+		return nil
+	}
+	if err := s.flush(ctx); err == nil {
+		return nil
+	}
+	return s.flushErr()
+}
+
+func (s *Store) flushErr() error {
 	if p := s.failing.Load(); p != nil {
 		return translateWriteErr(*p)
 	}
-	return nil
+	return errors.New("flush failed")
 }
 
 // Sync implements engine.ChunkStore. With a WAL it is one synced WAL
@@ -237,22 +249,30 @@ func (s *Store) Sync(ctx context.Context) error {
 		}
 		return nil
 	}
+	if err := s.flush(ctx); err != nil {
+		return fmt.Errorf("pebblestore: sync: %w", err)
+	}
+	return nil
+}
+
+// flush flushes the memtables and waits for the result.
+func (s *Store) flush(ctx context.Context) error {
 	s.mu.Lock()
 	failed := s.failed
 	s.mu.Unlock()
 	flushed, err := s.db.AsyncFlush()
 	if err != nil {
-		return fmt.Errorf("pebblestore: sync: %w", translateWriteErr(err))
+		return translateWriteErr(err)
 	}
 	select {
 	case <-flushed:
 		return nil
 	case <-failed:
-		// A flush failed after this Sync began; Pebble will retry it, but
-		// this caller's data is not durable now.
-		return fmt.Errorf("pebblestore: sync: %w", s.writeBlocked())
+		// A flush failed after this call began; Pebble will retry it, but
+		// the caller's data is not durable now.
+		return s.flushErr()
 	case <-ctx.Done():
-		return fmt.Errorf("pebblestore: sync: %w", ctx.Err())
+		return ctx.Err()
 	}
 }
 
