@@ -65,7 +65,9 @@ func (c *crashingStore) Sync(ctx context.Context) error {
 
 type noImages struct{}
 
-func (noImages) GetImage(context.Context, string) (*engine.Image, error) { return nil, engine.ErrNotFound }
+func (noImages) GetImage(context.Context, string) (*engine.Image, error) {
+	return nil, engine.ErrNotFound
+}
 func (noImages) ListImages(context.Context, func(*engine.Image) bool) ([]*engine.Image, error) {
 	return nil, nil
 }
@@ -187,4 +189,3 @@ func randomBytes(n int, seed uint64) []byte {
 	}
 	return b
 }
-

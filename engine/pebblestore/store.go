@@ -2,6 +2,7 @@ package pebblestore
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"iter"
@@ -23,6 +24,11 @@ type Config struct {
 	FS vfs.FS
 	// MemTableSize is the size of each memtable; 0 means 64 MiB.
 	MemTableSize uint64
+	// MaxBlobReferenceDepth is Pebble's limit on overlapping blob files one
+	// sstable may reference before a compaction rewrites the values; 0
+	// means 1<<16 (chunk keys are random, so every flush overlaps every
+	// earlier one: a small limit makes compactions rewrite chunk bodies).
+	MaxBlobReferenceDepth int
 	// WAL keeps Pebble's write-ahead log and makes Sync a synced WAL
 	// write. The default (false) runs without a WAL and makes Sync a
 	// memtable flush: every chunk is then written once, to a blob file,
@@ -54,13 +60,39 @@ type Store struct {
 
 var _ engine.GCStore = (*Store)(nil)
 
-const prefixChunk = 'c'
+// Keys. Each chunk has two: its encoding under "c"+ID, which Pebble
+// separates into blob files, and a 16-byte record under "m"+ID (size,
+// stored size, first-written time) that stays in the sstables. Has and
+// ListChunks read only the "m" keys, so dedup checks and GC never fetch
+// chunk bodies from blob files.
+const (
+	prefixChunk = 'c'
+	prefixMeta  = 'm'
+	metaLen     = 16
+)
 
-func chunkKey(id engine.ChunkID) []byte {
+func chunkKey(id engine.ChunkID) []byte { return key(prefixChunk, id) }
+
+func metaKey(id engine.ChunkID) []byte { return key(prefixMeta, id) }
+
+func key(prefix byte, id engine.ChunkID) []byte {
 	k := make([]byte, 33)
-	k[0] = prefixChunk
+	k[0] = prefix
 	copy(k[1:], id[:])
 	return k
+}
+
+func encodeMeta(dst []byte, h engine.ChunkHeader, stored int) []byte {
+	dst = binary.LittleEndian.AppendUint32(dst, h.Size)
+	dst = binary.LittleEndian.AppendUint32(dst, uint32(stored))
+	return binary.LittleEndian.AppendUint64(dst, uint64(h.WrittenAt))
+}
+
+func (c Config) blobDepth() int {
+	if c.MaxBlobReferenceDepth > 0 {
+		return c.MaxBlobReferenceDepth
+	}
+	return 1 << 16
 }
 
 // Open opens (creating if needed) a store in cfg.Dir.
@@ -89,7 +121,7 @@ func Open(cfg Config) (*Store, error) {
 		return pebble.ValueSeparationPolicy{
 			Enabled:               true,
 			MinimumSize:           1024,
-			MaxBlobReferenceDepth: 10,
+			MaxBlobReferenceDepth: cfg.blobDepth(),
 			RewriteMinimumAge:     5 * time.Minute,
 			TargetGarbageRatio:    0.2,
 		}
@@ -159,16 +191,14 @@ func (s *Store) GetEncoded(ctx context.Context, id engine.ChunkID, buf []byte) (
 // another node, or a test planting damage). Like Put it does not sync. The
 // header is checked; the payload is verified when the chunk is read.
 func (s *Store) PutEncoded(ctx context.Context, id engine.ChunkID, enc []byte) error {
-	if _, err := engine.ParseChunkHeader(enc); err != nil {
+	h, err := engine.ParseChunkHeader(enc)
+	if err != nil {
 		return fmt.Errorf("pebblestore: put %s: %w", id, err)
 	}
 	if err := s.writeBlocked(ctx); err != nil {
 		return fmt.Errorf("pebblestore: put %s: %w", id, err)
 	}
-	if err := s.db.Set(chunkKey(id), enc, pebble.NoSync); err != nil {
-		return fmt.Errorf("pebblestore: put %s: %w", id, translateWriteErr(err))
-	}
-	return nil
+	return s.write(id, h, enc)
 }
 
 // Put implements engine.ChunkStore.
@@ -178,18 +208,29 @@ func (s *Store) Put(ctx context.Context, id engine.ChunkID, data []byte) error {
 	}
 	bp := s.enc.Get().(*[]byte)
 	enc := engine.EncodeChunk((*bp)[:0], data, s.now())
-	err := s.db.Set(chunkKey(id), enc, pebble.NoSync)
+	h, _ := engine.ParseChunkHeader(enc)
+	err := s.write(id, h, enc)
 	*bp = enc[:0]
 	s.enc.Put(bp)
-	if err != nil {
+	return err
+}
+
+// write commits the chunk and its metadata record in one batch.
+func (s *Store) write(id engine.ChunkID, h engine.ChunkHeader, enc []byte) error {
+	b := s.db.NewBatch()
+	defer b.Close()
+	var meta [metaLen]byte
+	_ = b.Set(chunkKey(id), enc, nil)
+	_ = b.Set(metaKey(id), encodeMeta(meta[:0], h, len(enc)), nil)
+	if err := b.Commit(pebble.NoSync); err != nil {
 		return fmt.Errorf("pebblestore: put %s: %w", id, translateWriteErr(err))
 	}
 	return nil
 }
 
-// Has implements engine.ChunkStore.
+// Has implements engine.ChunkStore. It reads the metadata record only.
 func (s *Store) Has(ctx context.Context, id engine.ChunkID) (bool, error) {
-	_, closer, err := s.db.Get(chunkKey(id))
+	_, closer, err := s.db.Get(metaKey(id))
 	if errors.Is(err, pebble.ErrNotFound) {
 		return false, nil
 	}
@@ -276,10 +317,11 @@ func (s *Store) flush(ctx context.Context) error {
 	}
 }
 
-// ListChunks implements engine.GCStore.
+// ListChunks implements engine.GCStore. It scans the metadata records,
+// which live in the sstables: no chunk body is read.
 func (s *Store) ListChunks(ctx context.Context) iter.Seq2[engine.ChunkInfo, error] {
 	return func(yield func(engine.ChunkInfo, error) bool) {
-		it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixChunk}, UpperBound: []byte{prefixChunk + 1}})
+		it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixMeta}, UpperBound: []byte{prefixMeta + 1}})
 		if err != nil {
 			yield(engine.ChunkInfo{}, fmt.Errorf("pebblestore: list: %w", err))
 			return
@@ -293,20 +335,18 @@ func (s *Store) ListChunks(ctx context.Context) iter.Seq2[engine.ChunkInfo, erro
 			var info engine.ChunkInfo
 			copy(info.ID[:], it.Key()[1:])
 			v, err := it.ValueAndErr()
+			if err == nil && len(v) != metaLen {
+				err = fmt.Errorf("%w: metadata record of %d bytes", engine.ErrCorrupt, len(v))
+			}
 			if err != nil {
 				if !yield(info, fmt.Errorf("pebblestore: list %s: %w", info.ID, err)) {
 					return
 				}
 				continue
 			}
-			h, err := engine.ParseChunkHeader(v)
-			if err != nil {
-				if !yield(info, fmt.Errorf("pebblestore: list %s: %w", info.ID, err)) {
-					return
-				}
-				continue
-			}
-			info.Size, info.StoredSize, info.WrittenAt = h.Size, uint32(len(v)), h.WrittenAt
+			info.Size = binary.LittleEndian.Uint32(v)
+			info.StoredSize = binary.LittleEndian.Uint32(v[4:])
+			info.WrittenAt = int64(binary.LittleEndian.Uint64(v[8:]))
 			if !yield(info, nil) {
 				return
 			}
@@ -330,6 +370,9 @@ func (s *Store) DeleteChunks(ctx context.Context, ids []engine.ChunkID) error {
 	b := s.db.NewBatch()
 	defer b.Close()
 	for _, id := range ids {
+		if err := b.Delete(metaKey(id), nil); err != nil {
+			return fmt.Errorf("pebblestore: delete %s: %w", id, err)
+		}
 		if err := b.Delete(chunkKey(id), nil); err != nil {
 			return fmt.Errorf("pebblestore: delete %s: %w", id, err)
 		}
