@@ -30,6 +30,12 @@ type RootSource interface {
 	LiveRoots(ctx context.Context) ([]ChunkID, error)
 }
 
+// Reclaimer is implemented by stores that need a step after a sweep to
+// make deletions durable and give the space back (pebblestore compacts).
+type Reclaimer interface {
+	Reclaim(ctx context.Context) error
+}
+
 // GCStats reports one collection.
 type GCStats struct {
 	Images       int           `json:"images"`        // image records whose manifests were marked
@@ -55,7 +61,8 @@ type GCStats struct {
 //     collection, since an incomplete mark must never lead to a sweep;
 //  3. sweeps: lists the store and deletes, in batches, chunks that are not
 //     marked, were first written before T - Grace and are not pinned or
-//     retained by an upload (Pins.Sweep holds the pin lock while deleting).
+//     retained by an upload (Pins.Sweep holds the pin lock while deleting);
+//  4. lets the store reclaim the space (Reclaimer), outside the pin lock.
 //
 // An upload pins every chunk before its Has/Put and keeps the pins until
 // its record is committed, so a chunk it relies on is either seen pinned
@@ -167,6 +174,11 @@ func (c *Collector) CollectWithGrace(ctx context.Context, grace time.Duration) (
 	}
 	if err := flush(); err != nil {
 		return st, err
+	}
+	if r, ok := c.store.(Reclaimer); ok && st.Swept > 0 {
+		if err := r.Reclaim(ctx); err != nil {
+			return st, fmt.Errorf("gc: reclaim space: %w", err)
+		}
 	}
 	st.Duration = time.Since(st.StartedAt)
 	st.ChunksBefore, st.ChunksAfter = st.Scanned, st.Scanned-st.Swept

@@ -122,7 +122,7 @@ func Open(cfg Config) (*Store, error) {
 			Enabled:               true,
 			MinimumSize:           1024,
 			MaxBlobReferenceDepth: cfg.blobDepth(),
-			RewriteMinimumAge:     5 * time.Minute,
+			RewriteMinimumAge:     time.Minute,
 			TargetGarbageRatio:    0.2,
 		}
 	}
@@ -380,10 +380,23 @@ func (s *Store) DeleteChunks(ctx context.Context, ids []engine.ChunkID) error {
 	if err := b.Commit(s.syncOpt()); err != nil {
 		return fmt.Errorf("pebblestore: delete: %w", translateWriteErr(err))
 	}
-	if !s.wal {
-		// Not needed for safety (a chunk that comes back after a crash is
-		// garbage again), but keeps GC's progress.
-		return s.Sync(ctx)
+	// Without a WAL the deletes are durable at the next flush; a chunk that
+	// comes back after a crash is garbage again and the next GC takes it.
+	// The collector syncs once at the end of a sweep (Reclaim).
+	return nil
+}
+
+// Reclaim makes the deletes of a sweep durable and compacts the chunk key
+// range, so that the tombstones meet the keys they delete and blob files
+// whose every value is gone are removed now rather than whenever
+// compactions get there. Blob files still partly live are rewritten by
+// Pebble once their garbage passes TargetGarbageRatio.
+func (s *Store) Reclaim(ctx context.Context) error {
+	if err := s.Sync(ctx); err != nil {
+		return fmt.Errorf("pebblestore: reclaim: %w", err)
+	}
+	if err := s.db.Compact(ctx, []byte{prefixChunk}, []byte{prefixMeta + 1}, true); err != nil {
+		return fmt.Errorf("pebblestore: reclaim: compact: %w", translateWriteErr(err))
 	}
 	return nil
 }
