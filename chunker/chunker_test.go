@@ -95,7 +95,7 @@ func TestCutterMatchesChunkerForAnyPieceSize(t *testing.T) {
 }
 
 func TestChunkSizesWithinBoundsAndNearAverage(t *testing.T) {
-	data := randomBytes(32<<20, 2)
+	data := randomBytes(16<<20, 2)
 	for _, p := range []Params{DefaultParams, PlainParams} {
 		cuts := cutsByChunker(t, data, p)
 		prev := 0
