@@ -126,6 +126,10 @@ func Open(cfg Config) (*Store, error) {
 			TargetGarbageRatio:    0.2,
 		}
 	}
+	// No Pebble block compression: chunk bodies are zstd frames already or
+	// were stored raw because zstd could not shrink them, and the keys are
+	// random hashes; snappy would only spend CPU on every flush and read.
+	opts.ApplyCompressionSettings(func() pebble.DBCompressionSettings { return pebble.DBCompressionNone })
 	s := &Store{wal: cfg.WAL, log: cfg.Logger, now: cfg.Now, failed: make(chan struct{})}
 	opts.EventListener = &pebble.EventListener{FlushEnd: s.flushEnd}
 	opts.EnsureDefaults()
