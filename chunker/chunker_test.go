@@ -155,3 +155,42 @@ func TestValidate(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestNoAllocationPerChunk(t *testing.T) {
+	data := randomBytes(4<<20, 8)
+	for _, p := range []Params{DefaultParams, PlainParams} {
+		c, err := NewCutter(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		allocs := testing.AllocsPerRun(5, func() {
+			c.Reset()
+			for rest := data; len(rest) > 0; {
+				n, _ := c.Scan(rest)
+				rest = rest[n:]
+			}
+		})
+		if allocs != 0 {
+			t.Fatalf("align %d: Cutter allocates %.1f times per stream", p.Align, allocs)
+		}
+		// A Chunker allocates itself, its Cutter and its buffer, then
+		// nothing per chunk (about 60 chunks here).
+		n := 0
+		r := bytes.NewReader(data)
+		allocs = testing.AllocsPerRun(3, func() {
+			r.Reset(data)
+			ch, err := New(r, p)
+			if err != nil {
+				panic(err)
+			}
+			for n = 0; ; n++ {
+				if _, err := ch.Next(); err != nil {
+					break
+				}
+			}
+		})
+		if allocs > 3 || n < 16 {
+			t.Fatalf("align %d: Chunker allocates %.1f times over %d chunks", p.Align, allocs, n)
+		}
+	}
+}
