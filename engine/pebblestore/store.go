@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/bloom"
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/mosaicimg/mosaic/engine"
 )
@@ -125,6 +126,13 @@ func Open(cfg Config) (*Store, error) {
 			RewriteMinimumAge:     time.Minute,
 			TargetGarbageRatio:    0.2,
 		}
+	}
+	// Bloom filters on every level, L0 included: chunk keys are random, so
+	// every L0 file overlaps every lookup, and most lookups during a first
+	// upload (Has of a new chunk) are misses a filter answers without
+	// reading an index block.
+	for i := range opts.Levels {
+		opts.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
 	}
 	// No Pebble block compression: chunk bodies are zstd frames already or
 	// were stored raw because zstd could not shrink them, and the keys are
