@@ -28,12 +28,14 @@ MOSAIC_FIXTURES ?= /var/cache/mosaic-fixtures
 fixtures:
 	testing/fixtures/make-dedup-dataset.sh $(MOSAIC_FIXTURES)/dedup
 
-# Long-running figures (docs/storage.md, docs/chunking.md). The machine is
-# shared: the figures are ratios measured in the same run; -count repeats.
+# Long-running figures (storage: docs/storage.md, docs/chunking.md; image
+# signing: docs/signing.md). The machine is shared: the figures are ratios
+# measured in the same run; -count repeats.
 BENCH_COUNT ?= 2
 bench: build fixtures
 	MOSAIC_FIXTURES=$(MOSAIC_FIXTURES) $(GO) test -run '^$$' -bench . -benchtime 1x -count $(BENCH_COUNT) -timeout 120m \
 		./chunker/... ./engine/... ./testing/fixtures/ ./testing/storagebench/ 2>&1 | tee bench.out | $(GO) run ./testing/storagebench/benchtable
+	MOSAIC_BIN=$(CURDIR)/$(BIN) $(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./testing/signing/
 
 soak: build
 	MOSAIC_SOAK=1 MOSAIC_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -timeout 120m ./testing/...

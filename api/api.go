@@ -32,6 +32,8 @@ type Options struct {
 	// Usage, if set, is reported under "mosaic" in GET /v2/info/usage.
 	Usage  Stats
 	Logger *slog.Logger
+	// KeyManager, if set, serves the Barbican v1 secrets subset under /v1.
+	KeyManager KeyManager
 	// MaxJSONBody bounds JSON request bodies; 0 means 1 MiB.
 	MaxJSONBody int64
 }
@@ -96,6 +98,7 @@ func (s *server) routes() {
 		"GET": s.downloadImage, "PUT": s.uploadImage,
 	})
 	s.route("/v2/info/usage", map[string]http.HandlerFunc{"GET": s.usage})
+	s.keyManagerRoutes()
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, errNotFoundPath)
 	})

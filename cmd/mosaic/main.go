@@ -4,6 +4,7 @@
 //	mosaic serve [flags]     run a node (API, Raft member, chunk store, optional FUSE mount)
 //	mosaic gc [flags]        run chunk garbage collection on a node now
 //	mosaic usage [flags]     a node's storage report (dedup, compression, per image)
+//	mosaic verify IMAGE      re-stream an image and verify its content and signature
 //	mosaic version           print the version
 //
 // Flags may also be set in the environment as MOSAIC_<FLAG> (upper case,
@@ -40,6 +41,8 @@ func run(ctx context.Context, args []string) error {
 		return gcCommand(ctx, args[1:])
 	case "usage":
 		return usageCommand(ctx, args[1:])
+	case "verify":
+		return verify(ctx, args[1:])
 	case "version":
 		fmt.Println("mosaic", version)
 		return nil
@@ -56,6 +59,7 @@ commands:
   serve     run a node: Glance v2 API, Raft member, chunk store, optional FUSE mount
   gc        run chunk garbage collection on a node now
   usage     show a node's storage report (dedup, compression, unique bytes per image)
+  verify    re-stream an image, recompute its digest, check signature and certificate
   version   print the version
 
 Run 'mosaic <command> -h' for a command's flags. Every flag can also be set

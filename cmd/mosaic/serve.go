@@ -30,6 +30,9 @@ type serveConfig struct {
 	logLevel   string
 	cacheBytes int64
 	storage    storageFlags
+	// verifySigs and trustedCA: the mount's signature verification.
+	verifySigs bool
+	trustedCA  stringList
 }
 
 func serve(ctx context.Context, args []string) error {
@@ -43,6 +46,8 @@ func serve(ctx context.Context, args []string) error {
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.Int64Var(&c.cacheBytes, "chunk-cache-bytes", 256<<20, "decoded chunk cache size in bytes")
 	c.storage.register(fs)
+	fs.BoolVar(&c.verifySigs, "verify-signatures", false, "with --mount: verify signed images before they are opened and refuse (EACCES) those that fail")
+	fs.Var(&c.trustedCA, "trusted-ca", "with --verify-signatures: PEM file of certificates signing certificates must chain to (repeatable)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -120,8 +125,9 @@ func startNode(ctx context.Context, c serveConfig, log *slog.Logger) (_ *node, e
 		return nil, err
 	}
 
+	keys := engine.NewKeyManager(meta, engine.KeyManagerConfig{})
 	pins := engine.NewPins() // shared by uploads and GC
-	svc, err := engine.NewService(engine.ServiceConfig{NodeID: c.nodeID, ChunkCacheBytes: c.cacheBytes},
+	svc, err := engine.NewService(engine.ServiceConfig{NodeID: c.nodeID, ChunkCacheBytes: c.cacheBytes, Certificates: keys},
 		meta, chunks, pins, log)
 	if err != nil {
 		return nil, err
@@ -141,7 +147,7 @@ func startNode(ctx context.Context, c serveConfig, log *slog.Logger) (_ *node, e
 		go func() { defer close(gcDone); gc.Run(gcCtx, c.storage.gcInterval) }()
 		n.onClose(func() error { stopGC(); <-gcDone; return nil })
 	}
-	var handler http.Handler = api.New(api.Options{Images: svc, Usage: svc, Logger: log})
+	var handler http.Handler = api.New(api.Options{Images: svc, Usage: svc, Logger: log, KeyManager: keys})
 	handler = withStorageAdmin(handler, gc, svc, log)
 	srv := &http.Server{
 		Handler:           handler,
@@ -161,7 +167,15 @@ func startNode(ctx context.Context, c serveConfig, log *slog.Logger) (_ *node, e
 	log.Info("API listening", "addr", ln.Addr().String(), "raft", c.raftAddr, "data", c.dataDir)
 
 	if c.mountDir != "" {
-		fsrv, err := fusefs.Mount(c.mountDir, svc, fusefs.Options{Logger: log})
+		fo := fusefs.Options{Logger: log}
+		if c.verifySigs {
+			trusted, err := loadCertPool(c.trustedCA)
+			if err != nil {
+				return nil, err
+			}
+			fo.Signatures = engine.NewSignatureGate(svc, engine.SignatureGateConfig{Trusted: trusted, Logger: log})
+		}
+		fsrv, err := fusefs.Mount(c.mountDir, svc, fo)
 		if err != nil {
 			return nil, err
 		}
