@@ -100,7 +100,7 @@ func TestCrashDuringIngest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	base := randomBytes(3<<20, 40)
+	base := randomBytes(2<<20, 40)
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	errs := make(chan error, 8)
@@ -108,9 +108,9 @@ func TestCrashDuringIngest(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for i := range 4 {
+			for i := range 3 {
 				data := append([]byte{}, base...)
-				copy(data[(w*4+i)*300<<10:], randomBytes(200<<10, uint64(50+w*4+i)))
+				copy(data[(w*3+i)*200<<10:], randomBytes(150<<10, uint64(50+w*3+i)))
 				clear(data[len(data)-(256<<10):]) // a zero run
 				res, err := g.Ingest(ctx, bytes.NewReader(data), engine.IngestOptions{})
 				if err != nil {
@@ -135,7 +135,7 @@ func TestCrashDuringIngest(t *testing.T) {
 	}
 	checked := 0
 	for i, p := range cs.points {
-		if i%3 != 0 && i != len(cs.points)-1 { // every third point keeps the test short
+		if i%4 != 0 && i != len(cs.points)-1 { // every fourth point keeps the test short
 			continue
 		}
 		checked++

@@ -63,16 +63,16 @@ func dirSize(t *testing.T, dir string) int64 {
 func TestGCGivesDiskSpaceBack(t *testing.T) {
 	ctx := t.Context()
 	dir := t.TempDir()
-	s := openStore(t, pebblestore.Config{Dir: dir, MemTableSize: 8 << 20})
+	s := openStore(t, pebblestore.Config{Dir: dir, MemTableSize: 4 << 20})
 	g, err := engine.NewIngester(s, nil, engine.DefaultIngestConfig())
 	if err != nil {
 		t.Fatal(err)
 	}
-	keep, err := g.Ingest(ctx, bytes.NewReader(randomBytes(16<<20, 60)), engine.IngestOptions{})
+	keep, err := g.Ingest(ctx, bytes.NewReader(randomBytes(6<<20, 60)), engine.IngestOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := g.Ingest(ctx, bytes.NewReader(randomBytes(48<<20, 61)), engine.IngestOptions{}); err != nil {
+	if _, err := g.Ingest(ctx, bytes.NewReader(randomBytes(18<<20, 61)), engine.IngestOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	before := dirSize(t, dir)
