@@ -110,7 +110,7 @@ func TestCorruptChunkIsNeverServed(t *testing.T) {
 	if !errors.Is(err, syscall.EIO) {
 		t.Fatalf("mount read of the corrupt chunk: %v, want EIO", err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(60 * time.Second)
 	for !strings.Contains(node.Log(), "fuse operation failed") || !strings.Contains(node.Log(), victim.String()) {
 		if time.Now().After(deadline) {
 			t.Fatalf("node log does not name the corrupt chunk %s", victim)

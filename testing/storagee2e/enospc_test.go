@@ -95,7 +95,7 @@ func TestDiskFullFailsUploadCleanly(t *testing.T) {
 	createImage(t, srv.URL, "created-while-full")
 
 	inj.on.Store(false)
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(90 * time.Second)
 	for {
 		st, body := do(t, "PUT", srv.URL+"/v2/images/"+id+"/file", "application/octet-stream", bytes.NewReader(data))
 		if st == http.StatusNoContent {

@@ -19,14 +19,14 @@ import (
 // intact, that `mosaic gc` brings the chunk count back to what it was
 // before the upload, and that the upload then succeeds.
 func TestKill9MidUploadThenGC(t *testing.T) {
-	// Small memtables: chunks are flushed (durable) every 4 MiB, so the
+	// Small memtables: chunks are flushed (durable) every 2 MiB, so the
 	// killed uploads leave durable orphans for GC to find.
-	node := harness.StartNode(t, harness.NodeOptions{Extra: []string{"--gc-interval", "0", "--chunk-memtable-bytes", "4194304"}})
+	node := harness.StartNode(t, harness.NodeOptions{Extra: []string{"--gc-interval", "0", "--chunk-memtable-bytes", "2097152"}})
 	keep := randomData(6<<20, 2)
 	keepID := createImage(t, node.URL(), "keep")
 	upload(t, node.URL(), keepID, keep)
 	baseline := storeChunks(t, node)
-
+	orphanRounds := 0
 	for round, cut := range []int{9 << 20, 24 << 20} { // ingest reads 4 MiB blocks
 		id := createImage(t, node.URL(), "killed")
 		data := randomData(40<<20, uint64(10+round))
@@ -45,10 +45,10 @@ func TestKill9MidUploadThenGC(t *testing.T) {
 		}
 		// Wait until the node has stored chunks of this upload, several
 		// memtables' worth.
-		deadline := time.Now().Add(30 * time.Second)
+		deadline := time.Now().Add(90 * time.Second)
 		for storeChunks(t, node) <= baseline+(cut>>16)/2 {
 			if time.Now().After(deadline) {
-				t.Fatal("the upload stored no chunks within 30 s")
+				t.Fatal("the upload stored too few chunks within 90 s")
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
@@ -67,9 +67,15 @@ func TestKill9MidUploadThenGC(t *testing.T) {
 			t.Fatalf("round %d: download of the killed upload answered %d, want 204 (no data)", round, code)
 		}
 		checkDownload(t, node.URL(), keepID, keep)
+		// Flushes are asynchronous: on a loaded machine a round may lose
+		// all its chunks in the crash (fine: nothing refers to them). At
+		// least one round must leave orphans, or GC is not tested.
 		orphans := storeChunks(t, node) - baseline
-		if orphans <= 0 {
-			t.Fatalf("round %d: no orphan chunks survived the crash (%d): the test would prove nothing about GC", round, orphans)
+		if orphans < 0 {
+			t.Fatalf("round %d: %d chunks fewer than before the upload after the crash", round, -orphans)
+		}
+		if orphans > 0 {
+			orphanRounds++
 		}
 		out := harness.Run(t, t.Context(), nil, harness.Binary(t), "gc", "--url", node.URL(), "--grace", "0s")
 		if n := storeChunks(t, node); n != baseline {
@@ -82,6 +88,9 @@ func TestKill9MidUploadThenGC(t *testing.T) {
 		upload(t, node.URL(), id, data)
 		checkDownload(t, node.URL(), id, data)
 		baseline = storeChunks(t, node)
+	}
+	if orphanRounds == 0 {
+		t.Fatal("no round left durable orphans after kill -9: GC's reclaiming was not exercised")
 	}
 }
 
