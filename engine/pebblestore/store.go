@@ -150,10 +150,22 @@ func Open(cfg Config) (*Store, error) {
 	return s, nil
 }
 
-// Close closes the database.
+// Close flushes the memtables (without a WAL, Pebble would drop them:
+// nothing would refer to those chunks, but a clean shutdown keeps them for
+// dedup) and closes the database.
 func (s *Store) Close() error {
+	var flushErr error
+	if !s.wal && s.failing.Load() == nil {
+		// Bounded: a flush that keeps failing must not hang shutdown.
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		flushErr = s.flush(ctx)
+		cancel()
+	}
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("pebblestore: close: %w", err)
+	}
+	if flushErr != nil {
+		return fmt.Errorf("pebblestore: close: flush: %w", flushErr)
 	}
 	return nil
 }
