@@ -4,7 +4,7 @@ BIN     := bin/mosaic
 # Packages whose tests also run under the race detector.
 RACE_PKGS := ./chunker/... ./engine/... ./raftmeta/... ./fusefs/... ./api/...
 
-.PHONY: build run test test-unit test-system bench fixtures soak lint verify clean
+.PHONY: build run test test-unit test-system bench bench-glance fixtures soak lint verify clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/mosaic
@@ -28,14 +28,20 @@ MOSAIC_FIXTURES ?= /var/cache/mosaic-fixtures
 fixtures:
 	testing/fixtures/make-dedup-dataset.sh $(MOSAIC_FIXTURES)/dedup
 
-# Long-running figures (storage: docs/storage.md, docs/chunking.md; image
-# signing: docs/signing.md). The machine is shared: the figures are ratios
-# measured in the same run; -count repeats.
+# Long-running figures (storage: docs/storage.md, docs/chunking.md; API:
+# docs/api.md; image signing: docs/signing.md). The machine is shared: the
+# figures are ratios measured in the same run; -count repeats.
 BENCH_COUNT ?= 2
-bench: build fixtures
+bench: build fixtures bench-glance
 	MOSAIC_FIXTURES=$(MOSAIC_FIXTURES) $(GO) test -run '^$$' -bench . -benchtime 1x -count $(BENCH_COUNT) -timeout 120m \
 		./chunker/... ./engine/... ./testing/fixtures/ ./testing/storagebench/ 2>&1 | tee bench.out | $(GO) run ./testing/storagebench/benchtable
+	$(GO) test -run '^$$' -bench . -benchtime 2000x -timeout 30m ./api/
 	MOSAIC_BIN=$(CURDIR)/$(BIN) $(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./testing/signing/
+
+# Glance-vs-Mosaic API figures (create, show, list 25 of 10,000), with the
+# real Glance started in the same run (testing/bench/glance-vs-mosaic.sh).
+bench-glance: build
+	MOSAIC_BIN=$(CURDIR)/$(BIN) bash testing/bench/glance-vs-mosaic.sh
 
 soak: build
 	MOSAIC_SOAK=1 MOSAIC_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -timeout 120m ./testing/...

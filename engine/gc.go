@@ -56,7 +56,8 @@ type GCStats struct {
 //
 //  1. notes its start time T and starts retaining released pins;
 //  2. marks: lists every image record that is not deleted, loads its
-//     manifest and keeps its chunks and manifest blobs (plus the roots of
+//     manifest (and that of data staged for an import) and keeps its chunks
+//     and manifest blobs (plus the roots of
 //     any RootSource); a manifest that cannot be loaded aborts the
 //     collection, since an incomplete mark must never lead to a sweep;
 //  3. sweeps: lists the store and deletes, in batches, chunks that are not
@@ -192,14 +193,20 @@ func (c *Collector) CollectWithGrace(ctx context.Context, grace time.Duration) (
 // mark returns every chunk ID the live images and extra sources refer to.
 func (c *Collector) mark(ctx context.Context, st *GCStats) (map[ChunkID]struct{}, error) {
 	imgs, err := c.images.ListImages(ctx, func(img *Image) bool {
-		return img.Status != StatusDeleted && !img.ManifestRoot.IsZero()
+		return img.Status != StatusDeleted && (!img.ManifestRoot.IsZero() || img.Staged != nil)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("gc: list images: %w", err)
 	}
 	roots := make([]ChunkID, 0, len(imgs))
 	for _, img := range imgs {
-		roots = append(roots, img.ManifestRoot)
+		if !img.ManifestRoot.IsZero() {
+			roots = append(roots, img.ManifestRoot)
+		}
+		// Data staged for a glance-direct import is live until imported.
+		if img.Staged != nil && !img.Staged.Root.IsZero() {
+			roots = append(roots, img.Staged.Root)
+		}
 	}
 	st.Images = len(imgs)
 	for _, src := range c.extra {
