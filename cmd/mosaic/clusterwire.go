@@ -78,12 +78,14 @@ func (f *clusterFlags) joinAddrs() []string {
 // clusterParts is the metadata node, the replicating chunk store and what
 // the HTTP server and the background jobs need from them.
 type clusterParts struct {
-	c        serveConfig
-	meta     *raftmeta.Node
-	store    *replication.Store
-	repair   *replication.Repairer
-	svc      *engine.Service
-	keys     *engine.KeyManager
+	c      serveConfig
+	meta   *raftmeta.Node
+	store  *replication.Store
+	repair *replication.Repairer
+	svc    *engine.Service
+	keys   *engine.KeyManager
+	// pins are shared by uploads, the peer's leases and GC.
+	pins     *engine.Pins
 	internal http.Handler
 	log      *slog.Logger
 }
@@ -152,7 +154,7 @@ func startCluster(ctx context.Context, n *node, c serveConfig, chunks *pebblesto
 	internal := api.NewInternal(api.InternalOptions{
 		Secret: c.cluster.secret, Meta: meta, Chunks: peer, Reporter: reporter, Logger: log,
 	})
-	return &clusterParts{c: c, meta: meta, store: store, repair: repair, svc: svc, keys: keys, internal: internal, log: log}, nil
+	return &clusterParts{c: c, meta: meta, store: store, repair: repair, svc: svc, keys: keys, pins: pins, internal: internal, log: log}, nil
 }
 
 // afterListen runs once the API serves: join (or rejoin) through --join;

@@ -29,6 +29,7 @@ type serveConfig struct {
 	logLevel   string
 	cacheBytes int64
 	cluster    clusterFlags
+	storage    storageFlags
 	// verifySigs and trustedCA: the mount's signature verification.
 	verifySigs bool
 	trustedCA  stringList
@@ -54,6 +55,7 @@ func serve(ctx context.Context, args []string) error {
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.Int64Var(&c.cacheBytes, "chunk-cache-bytes", 256<<20, "decoded chunk cache size in bytes")
 	c.cluster.register(fs)
+	c.storage.register(fs)
 	fs.BoolVar(&c.verifySigs, "verify-signatures", false, "with --mount: verify signed images before they are opened and refuse (EACCES) those that fail")
 	fs.Var(&c.trustedCA, "trusted-ca", "with --verify-signatures: PEM file of certificates signing certificates must chain to (repeatable)")
 	fs.StringVar(&c.importHosts, "import-allowed-hosts", "", "comma-separated hosts web-download may fetch from (default: any public host on ports 80/443)")
@@ -115,7 +117,8 @@ func startNode(ctx context.Context, c serveConfig, log *slog.Logger) (_ *node, e
 	log = log.With("node", c.nodeID)
 	n.log = log
 
-	chunks, err := pebblestore.Open(pebblestore.Config{Dir: filepath.Join(c.dataDir, "chunks"), Logger: log})
+	chunks, err := pebblestore.Open(pebblestore.Config{Dir: filepath.Join(c.dataDir, "chunks"), Logger: log,
+		MemTableSize: c.storage.memtable})
 	if err != nil {
 		return nil, err
 	}
@@ -131,9 +134,16 @@ func startNode(ctx context.Context, c serveConfig, log *slog.Logger) (_ *node, e
 	if err != nil {
 		return nil, fmt.Errorf("listen %s: %w", c.apiAddr, err)
 	}
+	gc := engine.NewCollector(cl.meta, cl.store, cl.pins, engine.GCConfig{Grace: c.storage.gcGrace}, log)
+	if c.storage.gcInterval > 0 {
+		gcCtx, stopGC := context.WithCancel(context.Background())
+		gcDone := make(chan struct{})
+		go func() { defer close(gcDone); gc.Run(gcCtx, c.storage.gcInterval) }()
+		n.onClose(func() error { stopGC(); <-gcDone; return nil })
+	}
 	mux := http.NewServeMux()
 	mux.Handle("/internal/", cl.internal)
-	mux.Handle("/", api.New(api.Options{Images: svc, Usage: svc, Logger: log, KeyManager: keys}))
+	mux.Handle("/", withStorageAdmin(api.New(api.Options{Images: svc, Usage: svc, Logger: log, KeyManager: keys}), gc, svc, log))
 	srv := &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: 30 * time.Second,
