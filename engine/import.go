@@ -133,7 +133,7 @@ func (s *Service) Stage(ctx context.Context, id string, r io.Reader) error {
 	if img.Status != StatusQueued {
 		return Errorf(ErrConflict, "Image status transition from %s to uploading is not allowed", img.Status)
 	}
-	ref := &UploadRef{Node: s.cfg.NodeID, Nonce: nonce(), Started: s.now()}
+	ref := s.newUploadRef()
 	if _, err := s.transition(ctx, id, StatusQueued, StatusUploading, func(img *Image) { img.Upload = ref; img.Staged = nil }); err != nil {
 		if errors.Is(err, ErrConflict) {
 			return Errorf(ErrConflict, "Image status transition from %s to uploading is not allowed", img.Status)
@@ -235,7 +235,7 @@ func (s *Service) Import(ctx context.Context, id string, req *ImportRequest, req
 	c := CallerFrom(ctx)
 	now := s.now()
 	task := &Task{ID: s.cfg.NewID(), Type: TaskTypeAPIImport, Status: TaskPending, Input: input,
-		ImageID: id, RequestID: requestID, CreatedAt: now, Node: s.cfg.NodeID}
+		ImageID: id, RequestID: requestID, CreatedAt: now, Node: s.cfg.NodeID, Incarnation: s.incarnation}
 	if c != nil {
 		task.Owner, task.UserID = c.ProjectID, c.UserID
 	}
@@ -572,7 +572,7 @@ func (s *Service) CreateTask(ctx context.Context, body map[string]json.RawMessag
 	c := CallerFrom(ctx)
 	now := s.now()
 	task := &Task{ID: s.cfg.NewID(), Type: TaskTypeImport, Status: TaskPending, Input: rawIn,
-		ImageID: img.ID, RequestID: requestID, CreatedAt: now, Node: s.cfg.NodeID}
+		ImageID: img.ID, RequestID: requestID, CreatedAt: now, Node: s.cfg.NodeID, Incarnation: s.incarnation}
 	if c != nil {
 		task.Owner, task.UserID = c.ProjectID, c.UserID
 	}
@@ -605,7 +605,7 @@ func (s *Service) CreateTask(ctx context.Context, body map[string]json.RawMessag
 // back to queued too.
 func (s *Service) RecoverImports(ctx context.Context) error {
 	stale, err := s.images.ListImages(ctx, func(img *Image) bool {
-		return img.Status == StatusUploading && img.Upload != nil && img.Upload.Node == s.cfg.NodeID
+		return img.Status == StatusUploading && s.orphaned(img.Upload)
 	})
 	if err != nil {
 		return fmt.Errorf("recover stages: %w", err)
@@ -618,7 +618,7 @@ func (s *Service) RecoverImports(ctx context.Context) error {
 		return nil
 	}
 	tasks, err := ts.ListTasks(ctx, func(t *Task) bool {
-		return t.Node == s.cfg.NodeID && (t.Status == TaskPending || t.Status == TaskProcessing)
+		return s.orphanedTask(t) && (t.Status == TaskPending || t.Status == TaskProcessing)
 	})
 	if err != nil {
 		return fmt.Errorf("recover imports: %w", err)

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -80,6 +81,11 @@ type Service struct {
 	manifests map[ChunkID]*Manifest // small cache of loaded manifests
 
 	bg backgroundTasks // import tasks running on this node
+
+	// incarnation is random per process: upload references and tasks
+	// started by this process carry it, so one left behind by an earlier
+	// run of this node (a crash) is told apart from a live one.
+	incarnation string
 }
 
 // NewService returns a Service over the given stores. pins may be shared
@@ -101,8 +107,25 @@ func NewService(cfg ServiceConfig, images ImageStore, chunks ChunkStore, pins *P
 	return &Service{
 		cfg: cfg, images: images, chunks: chunks, pins: pins, ingester: ing,
 		cache: NewChunkCache(cfg.ChunkCacheBytes), log: log,
-		manifests: map[ChunkID]*Manifest{},
+		manifests: map[ChunkID]*Manifest{}, incarnation: nonce(),
 	}, nil
+}
+
+// newUploadRef names an upload (or stage) run by this process.
+func (s *Service) newUploadRef() *UploadRef {
+	return &UploadRef{Node: s.cfg.NodeID, Nonce: s.incarnation + "." + nonce(), Started: s.now()}
+}
+
+// orphaned reports whether ref names an upload this node started in an
+// earlier run: it died with that process and nothing will finish it.
+func (s *Service) orphaned(ref *UploadRef) bool {
+	return ref != nil && ref.Node == s.cfg.NodeID && !strings.HasPrefix(ref.Nonce, s.incarnation+".")
+}
+
+// orphanedTask reports whether t was being run by an earlier run of this
+// node.
+func (s *Service) orphanedTask(t *Task) bool {
+	return t.Node == s.cfg.NodeID && t.Incarnation != s.incarnation
 }
 
 // Config returns the validated configuration.
@@ -144,8 +167,21 @@ func (s *Service) Create(ctx context.Context, img *Image) (*Image, error) {
 	return out, err
 }
 
-// Get returns a visible (not deleted) image.
+// Get returns a visible (not deleted) image. An image left in saving by an
+// upload this node was running when it crashed is returned to queued first,
+// so no reader sees a dead upload as in progress (RecoverUploads does the
+// same for all of them once the node has a leader).
 func (s *Service) Get(ctx context.Context, id string) (*Image, error) {
+	img, err := s.lookup(ctx, id)
+	if err == nil && img.Status == StatusSaving && s.orphaned(img.Upload) {
+		s.restoreQueued(id, img.Upload, errors.New("node restarted during upload"))
+		img, err = s.lookup(ctx, id)
+	}
+	return img, err
+}
+
+// lookup returns a visible image as stored.
+func (s *Service) lookup(ctx context.Context, id string) (*Image, error) {
 	img, err := s.images.GetImage(ctx, id)
 	if errors.Is(err, ErrNotFound) || (err == nil && img.Status == StatusDeleted) {
 		return nil, Errorf(ErrNotFound, "No image found with ID %s", id)
@@ -165,7 +201,7 @@ func (s *Service) List(ctx context.Context, match func(*Image) bool) ([]*Image, 
 // be called more than once and must not keep the image.
 func (s *Service) Update(ctx context.Context, id string, mutate func(*Image) error) (*Image, error) {
 	for attempt := 0; ; attempt++ {
-		cur, err := s.Get(ctx, id)
+		cur, err := s.lookup(ctx, id)
 		if err != nil {
 			return nil, err
 		}
@@ -244,7 +280,7 @@ func (s *Service) Upload(ctx context.Context, id string, r io.Reader) (*Image, e
 	if err != nil {
 		return nil, err
 	}
-	ref := &UploadRef{Node: s.cfg.NodeID, Nonce: nonce(), Started: s.now()}
+	ref := s.newUploadRef()
 	if _, err := s.transition(ctx, id, StatusQueued, StatusSaving, func(img *Image) { img.Upload = ref }); err != nil {
 		if errors.Is(err, ErrConflict) {
 			// Another upload won the race (Glance answers 410 here).
@@ -323,10 +359,11 @@ func (s *Service) restoreQueued(id string, ref *UploadRef, cause error) {
 var errAbandon = errors.New("abandon update")
 
 // RecoverUploads resets images left in saving by uploads of this node that
-// died with it (a crash or restart), as Glance does on failure.
+// died with it (a crash or restart), as Glance does on failure. Uploads this
+// process started are left alone, however soon after the start it runs.
 func (s *Service) RecoverUploads(ctx context.Context) error {
 	stale, err := s.images.ListImages(ctx, func(img *Image) bool {
-		return img.Status == StatusSaving && img.Upload != nil && img.Upload.Node == s.cfg.NodeID
+		return img.Status == StatusSaving && s.orphaned(img.Upload)
 	})
 	if err != nil {
 		return fmt.Errorf("recover uploads: %w", err)

@@ -42,6 +42,9 @@ type Task struct {
 	// Node is the node running the task, so a restarted node can fail
 	// the tasks it died with.
 	Node string `json:"node,omitempty"`
+	// Incarnation names the run of Node (Service.incarnation) that took
+	// the task, so tasks taken after a restart are not failed as orphans.
+	Incarnation string `json:"incarnation,omitempty"`
 }
 
 // Clone returns a deep copy of t.
