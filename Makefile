@@ -19,7 +19,7 @@ test: build test-unit test-system
 test-unit:
 	$(GO) test -count=1 -race -timeout 15m $(RACE_PKGS)
 
-test-system:
+test-system: build
 	MOSAIC_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -timeout 25m ./cmd/... ./testing/...
 
 # Datasets for the benchmarks, built once from the apt mirror (needs root),
