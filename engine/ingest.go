@@ -277,12 +277,15 @@ func (g *Ingester) Ingest(ctx context.Context, r io.Reader, opt IngestOptions) (
 						*carryP = append(*carryP, data[:k]...)
 						cp := carryP
 						carryP = nil
-						if err := g.send(ctx, jobs, chunkJob{ref: newRef(chunkOff, len(*cp)), data: *cp,
+						// The length is taken before send: a worker may
+						// release (and truncate) the carry before send returns.
+						size := len(*cp)
+						if err := g.send(ctx, jobs, chunkJob{ref: newRef(chunkOff, size), data: *cp,
 							release: func() { *cp = (*cp)[:0]; g.carry.Put(cp) }}); err != nil {
 							b.release()
 							return err
 						}
-						chunkOff += int64(len(*cp))
+						chunkOff += int64(size)
 					} else {
 						b.refs.Add(1)
 						if err := g.send(ctx, jobs, chunkJob{ref: newRef(chunkOff, k), data: data[:k:k], release: b.release}); err != nil {
@@ -301,11 +304,12 @@ func (g *Ingester) Ingest(ctx context.Context, r io.Reader, opt IngestOptions) (
 				if carryP != nil && len(*carryP) > 0 {
 					cp := carryP
 					carryP = nil
-					if err := g.send(ctx, jobs, chunkJob{ref: newRef(chunkOff, len(*cp)), data: *cp,
+					size := len(*cp)
+					if err := g.send(ctx, jobs, chunkJob{ref: newRef(chunkOff, size), data: *cp,
 						release: func() { *cp = (*cp)[:0]; g.carry.Put(cp) }}); err != nil {
 						return err
 					}
-					chunkOff += int64(len(*cp))
+					chunkOff += int64(size)
 				}
 				return nil
 			}
