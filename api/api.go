@@ -30,7 +30,10 @@ type Stats interface {
 type Options struct {
 	Images Images
 	// Usage, if set, is reported under "mosaic" in GET /v2/info/usage.
-	Usage  Stats
+	Usage Stats
+	// Cache is the node's image cache (the /v2/cache API); nil answers
+	// as Glance without image_cache_dir.
+	Cache  Cache
 	Logger *slog.Logger
 	// MaxJSONBody bounds JSON request bodies; 0 means 1 MiB.
 	MaxJSONBody int64
@@ -96,6 +99,7 @@ func (s *server) routes() {
 		"GET": s.downloadImage, "PUT": s.uploadImage,
 	})
 	s.route("/v2/info/usage", map[string]http.HandlerFunc{"GET": s.usage})
+	s.cacheRoutes()
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, errNotFoundPath)
 	})

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"os"
 	"sort"
 	"strings"
 	"sync/atomic"
@@ -20,6 +21,7 @@ type imageFile struct {
 	fs.Inode
 	src   ImageSource
 	o     Options
+	st    *stats
 	id    string
 	root  engine.ChunkID
 	size  int64
@@ -40,8 +42,8 @@ var (
 	_ = (fs.NodeListxattrer)((*imageFile)(nil))
 )
 
-func newImageFile(src ImageSource, o Options, img *engine.Image) *imageFile {
-	return &imageFile{src: src, o: o, id: img.ID, root: img.ManifestRoot, size: *img.Size, mtime: img.UpdatedAt}
+func newImageFile(src ImageSource, o Options, st *stats, img *engine.Image) *imageFile {
+	return &imageFile{src: src, o: o, st: st, id: img.ID, root: img.ManifestRoot, size: *img.Size, mtime: img.UpdatedAt}
 }
 
 func (f *imageFile) fillAttr(a *fuse.Attr) {
@@ -68,9 +70,23 @@ func (f *imageFile) Getattr(ctx context.Context, fh fs.FileHandle, out *fuse.Att
 }
 
 // handle is an open file: it owns an engine reader, so each opener gets
-// its own sequential-access detection and read-ahead.
+// its own sequential-access detection and read-ahead, and, when the image
+// has a complete local copy, that copy for FUSE passthrough.
 type handle struct {
-	r *engine.ImageReader
+	r    *engine.ImageReader
+	copy *os.File
+}
+
+var _ = (fs.FilePassthroughFder)((*handle)(nil))
+
+// PassthroughFd offers the local copy to go-fuse, which registers it with
+// the kernel as the backing file. Without one (or if the kernel refuses),
+// reads come to Read.
+func (h *handle) PassthroughFd() (int, bool) {
+	if h.copy == nil {
+		return 0, false
+	}
+	return int(h.copy.Fd()), true
 }
 
 func (f *imageFile) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
@@ -104,11 +120,21 @@ func (f *imageFile) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint
 			go f.NotifyContent(-1, 0)
 		}
 	}
-	return &handle{r: r}, fuse.FOPEN_KEEP_CACHE, 0
+	h := &handle{r: r}
+	if f.o.LocalCopies != nil {
+		if c, ok := f.o.LocalCopies.OpenCopy(ctx, img); ok {
+			h.copy = c
+			f.st.copyOpens.Add(1)
+		}
+	}
+	return h, fuse.FOPEN_KEEP_CACHE, 0
 }
 
 func (f *imageFile) Release(ctx context.Context, fh fs.FileHandle) syscall.Errno {
 	if h, ok := fh.(*handle); ok {
+		if h.copy != nil {
+			h.copy.Close() // the kernel holds its own reference
+		}
 		// Close waits for in-flight read-ahead; do not hold up the kernel.
 		go h.r.Close()
 	}
@@ -123,11 +149,21 @@ func (f *imageFile) Read(ctx context.Context, fh fs.FileHandle, dest []byte, off
 	if off >= f.size {
 		return fuse.ReadResultData(nil), 0
 	}
-	n, err := h.r.ReadAtContext(ctx, dest, off)
+	f.st.reads.Add(1)
+	if h.copy != nil {
+		// The kernel refused passthrough: read the local copy ourselves.
+		n := min(int64(len(dest)), f.size-off)
+		f.st.readBytes.Add(n)
+		return fuse.ReadResultFd(h.copy.Fd(), off, int(n)), 0
+	}
+	// The chunk cache's own slices go straight into the reply (writev):
+	// no copy into dest.
+	vecs, n, err := h.r.Slices(ctx, off, len(dest), make([][]byte, 0, 24))
 	if err != nil && !errors.Is(err, io.EOF) {
 		return nil, errnoFor(f.o.Logger, "read", f.id, err)
 	}
-	return fuse.ReadResultData(dest[:n]), 0
+	f.st.readBytes.Add(int64(n))
+	return fuse.ReadResultVector(vecs), 0
 }
 
 // Lseek answers SEEK_DATA and SEEK_HOLE from the manifest: zero runs (never

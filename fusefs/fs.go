@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -21,6 +22,27 @@ type Root struct {
 
 	images *imagesDir
 	byName *byNameDir
+	st     stats
+}
+
+// stats are the tree's counters.
+type stats struct {
+	reads, readBytes, copyOpens atomic.Int64
+}
+
+// Stats are a mounted tree's counters.
+type Stats struct {
+	// Reads and ReadBytes count the READ requests the file system served
+	// (page cache hits and passthrough reads never reach it).
+	Reads, ReadBytes int64
+	// CopyOpens counts opens that found a complete local copy (served by
+	// FUSE passthrough where the kernel allows it).
+	CopyOpens int64
+}
+
+// Stats returns the tree's counters.
+func (r *Root) Stats() Stats {
+	return Stats{Reads: r.st.reads.Load(), ReadBytes: r.st.readBytes.Load(), CopyOpens: r.st.copyOpens.Load()}
 }
 
 var (
@@ -34,7 +56,7 @@ func NewRoot(src ImageSource, o Options) (*Root, error) {
 		return nil, err
 	}
 	r := &Root{src: src, o: o}
-	r.images = &imagesDir{src: src, o: o}
+	r.images = &imagesDir{src: src, o: o, st: &r.st}
 	r.byName = &byNameDir{src: src, o: o}
 	return r, nil
 }
@@ -69,6 +91,7 @@ type imagesDir struct {
 	fs.Inode
 	src ImageSource
 	o   Options
+	st  *stats
 }
 
 var (
@@ -91,7 +114,7 @@ func (d *imagesDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut)
 	if !shown(img) {
 		return nil, syscall.ENOENT
 	}
-	f := newImageFile(d.src, d.o, img)
+	f := newImageFile(d.src, d.o, d.st, img)
 	f.fillAttr(&out.Attr)
 	out.SetEntryTimeout(d.o.EntryTimeout)
 	out.SetAttrTimeout(d.o.AttrTimeout)

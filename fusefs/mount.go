@@ -25,6 +25,7 @@ const maxRequest = 1 << 20
 // it and its watcher.
 type Server struct {
 	*fuse.Server
+	root   *Root
 	dir    string
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -89,7 +90,7 @@ func Mount(dir string, src ImageSource, o Options) (*Server, error) {
 			o.Logger.Warn("fuse: cannot raise read-ahead; sequential reads will be slower", "dir", dir, "err", err)
 		}
 	}
-	s := &Server{Server: srv, dir: dir, cancel: cancel, done: make(chan struct{})}
+	s := &Server{Server: srv, root: root, dir: dir, cancel: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(s.done)
 		root.watch(ctx, base)
@@ -110,6 +111,9 @@ func (s *Server) Unmount() error {
 	s.once.Do(func() { s.cancel(); <-s.done })
 	return nil
 }
+
+// Stats returns the tree's counters.
+func (s *Server) Stats() Stats { return s.root.Stats() }
 
 // BDIPath returns the sysfs directory of the backing device info of the
 // file system mounted at dir (FUSE names it "<major>:<minor>").

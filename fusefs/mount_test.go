@@ -587,3 +587,79 @@ func run(t *testing.T, name string, args ...string) string {
 	}
 	return stdout.String()
 }
+
+// passthroughExpected reports whether this kernel and user should get FUSE
+// passthrough (Linux 6.9+, CAP_SYS_ADMIN).
+func passthroughExpected(t *testing.T) bool {
+	var u syscall.Utsname
+	if err := syscall.Uname(&u); err != nil {
+		t.Fatal(err)
+	}
+	var rel []byte
+	for _, c := range u.Release {
+		if c == 0 {
+			break
+		}
+		rel = append(rel, byte(c))
+	}
+	var major, minor int
+	parts := strings.SplitN(string(rel), ".", 3)
+	if len(parts) >= 2 {
+		major, _ = strconv.Atoi(parts[0])
+		minor, _ = strconv.Atoi(strings.TrimFunc(parts[1], func(r rune) bool { return r < '0' || r > '9' }))
+	}
+	ok := os.Geteuid() == 0 && (major > 6 || major == 6 && minor >= 9)
+	t.Logf("kernel %s, euid %d: passthrough expected %v", rel, os.Geteuid(), ok)
+	return ok
+}
+
+func TestPassthroughServesCachedCopies(t *testing.T) {
+	svc := newService(t)
+	ctx := context.Background()
+	data := sparse(32<<20, 41)
+	cached := upload(t, svc, "cached", data)
+	plain := upload(t, svc, "plain", randomBytes(3<<20, 42))
+	cache, err := engine.OpenImageCache(engine.ImageCacheConfig{Dir: t.TempDir()}, svc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cache.Close() })
+	if err := cache.Queue(ctx, cached.ID); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 20*time.Second, "image cached", func() bool {
+		st, _ := cache.State(ctx)
+		return len(st.Cached) == 1 && len(st.Queued) == 0
+	})
+	requireFUSE(t)
+	dir := filepath.Join(t.TempDir(), "mnt")
+	srv, err := fusefs.Mount(dir, svc, fusefs.Options{LocalCopies: cache})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := srv.Unmount(); err != nil {
+			t.Errorf("unmount: %v", err)
+		}
+	})
+	p := filepath.Join(dir, "images", cached.ID)
+	if got := mustReadFile(t, p); !bytes.Equal(got, data) {
+		t.Fatal("read through the cached copy differs")
+	}
+	checkDirectReads(t, p, data, rand.New(rand.NewPCG(3, 3)))
+	st := srv.Stats()
+	if st.CopyOpens < 2 {
+		t.Fatalf("stats %+v: the local copy was not used", st)
+	}
+	if passthroughExpected(t) && st.Reads != 0 {
+		t.Fatalf("stats %+v: reads reached the file system; passthrough did not engage", st)
+	}
+	t.Logf("after reading the cached image: %+v", st)
+	// An image without a copy is served by the engine as before.
+	if got := mustReadFile(t, filepath.Join(dir, "images", plain.ID)); len(got) != 3<<20 {
+		t.Fatalf("uncached image: %d bytes", len(got))
+	}
+	if st2 := srv.Stats(); st2.Reads == st.Reads || st2.CopyOpens != st.CopyOpens {
+		t.Fatalf("stats %+v after reading an uncached image", st2)
+	}
+}

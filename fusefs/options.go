@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"os"
 	"time"
 
 	"github.com/mosaicimg/mosaic/engine"
@@ -45,6 +46,18 @@ type Options struct {
 	// checks; an error refuses the open (ErrForbidden → EACCES, others
 	// through errnoFor). It is the hook for verify-on-open policies.
 	CheckOpen func(ctx context.Context, img *engine.Image) error
+	// LocalCopies, if set, offers complete local copies of images; an open
+	// of an image that has one uses FUSE passthrough (the kernel reads the
+	// copy directly, at native speed) where the kernel supports it.
+	LocalCopies LocalCopies
+}
+
+// LocalCopies finds complete local copies of images, written from
+// verified chunks; *engine.ImageCache implements it.
+type LocalCopies interface {
+	// OpenCopy returns a read-only file holding exactly img's content, or
+	// false if there is none.
+	OpenCopy(ctx context.Context, img *engine.Image) (*os.File, bool)
 }
 
 // Validate fills in defaults and checks the options.

@@ -29,6 +29,10 @@ type serveConfig struct {
 	mountDir   string
 	logLevel   string
 	cacheBytes int64
+
+	imageCacheDir   string
+	imageCacheBytes int64
+	passthrough     bool
 }
 
 func serve(ctx context.Context, args []string) error {
@@ -41,6 +45,9 @@ func serve(ctx context.Context, args []string) error {
 	fs.StringVar(&c.mountDir, "mount", "", "mount the read-only FUSE image tree at this directory")
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.Int64Var(&c.cacheBytes, "chunk-cache-bytes", 256<<20, "decoded chunk cache size in bytes")
+	fs.StringVar(&c.imageCacheDir, "image-cache-dir", "", "where the image cache (GET/PUT/DELETE /v2/cache) keeps complete image copies (default: DATA-DIR/image-cache)")
+	fs.Int64Var(&c.imageCacheBytes, "image-cache-max-size", 10<<30, "image cache size in bytes; least recently used copies are pruned beyond it (Glance's image_cache_max_size)")
+	fs.BoolVar(&c.passthrough, "mount-passthrough", true, "serve images that have a complete copy in the image cache through FUSE passthrough (Linux 6.9+, root)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -126,12 +133,23 @@ func startNode(ctx context.Context, c serveConfig, log *slog.Logger) (_ *node, e
 		return nil, err
 	}
 
+	if c.imageCacheDir == "" {
+		c.imageCacheDir = filepath.Join(c.dataDir, "image-cache")
+	}
+	imageCache, err := engine.OpenImageCache(engine.ImageCacheConfig{
+		Dir: c.imageCacheDir, MaxBytes: c.imageCacheBytes, Logger: log,
+	}, svc)
+	if err != nil {
+		return nil, err
+	}
+	n.onClose(imageCache.Close)
+
 	ln, err := net.Listen("tcp", c.apiAddr)
 	if err != nil {
 		return nil, fmt.Errorf("listen %s: %w", c.apiAddr, err)
 	}
 	srv := &http.Server{
-		Handler:           api.New(api.Options{Images: svc, Usage: svc, Logger: log}),
+		Handler:           api.New(api.Options{Images: svc, Usage: svc, Cache: imageCache, Logger: log}),
 		ReadHeaderTimeout: 30 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
@@ -148,7 +166,11 @@ func startNode(ctx context.Context, c serveConfig, log *slog.Logger) (_ *node, e
 	log.Info("API listening", "addr", ln.Addr().String(), "raft", c.raftAddr, "data", c.dataDir)
 
 	if c.mountDir != "" {
-		fsrv, err := fusefs.Mount(c.mountDir, svc, fusefs.Options{Logger: log})
+		fo := fusefs.Options{Logger: log}
+		if c.passthrough {
+			fo.LocalCopies = imageCache
+		}
+		fsrv, err := fusefs.Mount(c.mountDir, svc, fo)
 		if err != nil {
 			return nil, err
 		}
