@@ -277,9 +277,7 @@ func (g *Ingester) Ingest(ctx context.Context, r io.Reader, opt IngestOptions) (
 						*carryP = append(*carryP, data[:k]...)
 						cp := carryP
 						carryP = nil
-						// The length is taken before send: a worker may
-						// release (and truncate) the carry before send returns.
-						size := len(*cp)
+						size := len(*cp) // read before send: the worker may recycle *cp at once
 						if err := g.send(ctx, jobs, chunkJob{ref: newRef(chunkOff, size), data: *cp,
 							release: func() { *cp = (*cp)[:0]; g.carry.Put(cp) }}); err != nil {
 							b.release()
