@@ -163,4 +163,3 @@ func TestCachingStoreUnderAnImageReader(t *testing.T) {
 		t.Fatalf("fetched %d bytes to read 1 MiB: %+v", st.FetchedBytes, st)
 	}
 }
-
