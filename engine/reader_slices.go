@@ -76,7 +76,7 @@ func (r *ImageReader) Slices(ctx context.Context, off int64, n int, dst [][]byte
 }
 
 // sliceLoaders bounds the goroutines one Slices call uses to load chunks.
-const sliceLoaders = 8
+const sliceLoaders = 4
 
 // loadAll loads the chunks at the given indexes, up to sliceLoaders at a
 // time (the caller's goroutine among them), and hands each to put.
