@@ -115,11 +115,10 @@ func upload(t testing.TB, svc *engine.Service, name string, data []byte) *engine
 }
 
 func randomBytes(n int, seed uint64) []byte {
-	r := rand.New(rand.NewPCG(seed, 1))
+	var key [32]byte
+	key[0], key[1] = byte(seed), byte(seed>>8)
 	b := make([]byte, n)
-	for i := range b {
-		b[i] = byte(r.Uint32())
-	}
+	_, _ = rand.NewChaCha8(key).Read(b)
 	return b
 }
 

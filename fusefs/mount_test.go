@@ -72,10 +72,10 @@ func eventually(t *testing.T, within time.Duration, what string, cond func() boo
 func TestMountedReadsEqualUpload(t *testing.T) {
 	svc := newService(t)
 	cases := map[string][]byte{
-		"random":     randomBytes(24<<20+12345, 1),
-		"sparse":     sparse(64<<20, 2),
-		"zero-heavy": zeroHeavy(32<<20+4096, 3),
-		"all-zero":   make([]byte, 8<<20),
+		"random":     randomBytes(6<<20+12345, 1),
+		"sparse":     sparse(24<<20, 2),
+		"zero-heavy": zeroHeavy(12<<20+4096, 3),
+		"all-zero":   make([]byte, 4<<20),
 		"tiny":       []byte("hello"),
 		"empty":      {},
 	}
@@ -103,9 +103,9 @@ func TestMountedReadsEqualUpload(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer f.Close()
-			for range 300 {
+			for range 80 {
 				off := r.Int64N(int64(len(want)) + 1)
-				n := r.IntN(3 << 20)
+				n := r.IntN(1 << 20)
 				buf := make([]byte, n)
 				got, err := f.ReadAt(buf, off)
 				end := min(off+int64(n), int64(len(want)))
@@ -131,7 +131,7 @@ func checkDirectReads(t *testing.T, p string, want []byte, r *rand.Rand) {
 	}
 	defer syscall.Close(fd)
 	buf := alignedBuf(1 << 20)
-	for range 100 {
+	for range 60 {
 		off := r.Int64N(int64(len(want))/4096+1) * 4096
 		n := (1 + r.IntN(256)) * 4096
 		got, err := syscall.Pread(fd, buf[:n], off)
@@ -156,7 +156,7 @@ func alignedBuf(n int) []byte {
 
 func TestSeekDataAndHoleFollowZeroChunks(t *testing.T) {
 	svc := newService(t)
-	data := sparse(96<<20, 11)
+	data := sparse(40<<20, 11)
 	img := upload(t, svc, "sparse", data)
 	mnt := mountTree(t, svc, fusefs.Options{})
 	rd, _, err := svc.Open(context.Background(), img.ID)
@@ -478,7 +478,7 @@ func TestMountTunables(t *testing.T) {
 
 func TestConcurrentReadsOnOneHandle(t *testing.T) {
 	svc := newService(t)
-	data := randomBytes(16<<20, 21)
+	data := randomBytes(8<<20, 21)
 	img := upload(t, svc, "shared", data)
 	mnt := mountTree(t, svc, fusefs.Options{})
 	f, err := os.Open(filepath.Join(mnt, "images", img.ID))
@@ -494,7 +494,7 @@ func TestConcurrentReadsOnOneHandle(t *testing.T) {
 			defer wg.Done()
 			r := rand.New(rand.NewPCG(uint64(g), 0))
 			buf := make([]byte, 1<<20)
-			for range 100 {
+			for range 40 {
 				off := r.Int64N(int64(len(data)))
 				n := 1 + r.IntN(len(buf))
 				got, err := f.ReadAt(buf[:n], off)
@@ -525,7 +525,7 @@ func TestToolsOnMountedImages(t *testing.T) {
 	requireTool(t, "cp", "coreutils")
 	svc := newService(t)
 	work := t.TempDir()
-	raw := sparse(48<<20, 31)
+	raw := sparse(24<<20, 31)
 	rawPath := filepath.Join(work, "src.raw")
 	if err := os.WriteFile(rawPath, raw, 0o644); err != nil {
 		t.Fatal(err)
@@ -616,7 +616,7 @@ func passthroughExpected(t *testing.T) bool {
 func TestPassthroughServesCachedCopies(t *testing.T) {
 	svc := newService(t)
 	ctx := context.Background()
-	data := sparse(32<<20, 41)
+	data := sparse(16<<20, 41)
 	cached := upload(t, svc, "cached", data)
 	plain := upload(t, svc, "plain", randomBytes(3<<20, 42))
 	cache, err := engine.OpenImageCache(engine.ImageCacheConfig{Dir: t.TempDir()}, svc)
