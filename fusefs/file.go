@@ -43,7 +43,7 @@ var (
 )
 
 func newImageFile(src ImageSource, o Options, st *stats, img *engine.Image) *imageFile {
-	return &imageFile{src: src, o: o, st: st, id: img.ID, root: img.ManifestRoot, size: *img.Size, mtime: img.UpdatedAt}
+	return &imageFile{src: src, o: o, st: st, id: img.ID, root: img.ManifestRoot, size: *img.Size, mtime: img.CreatedAt}
 }
 
 func (f *imageFile) fillAttr(a *fuse.Attr) {
