@@ -20,8 +20,13 @@
 //
 // Nodes are thin: they ask the engine (through the ImageSource interface
 // declared here) for records and readers, and translate errors once, in
-// errnoFor. Every read is a stateless ReadAt-style call on a verified
-// engine reader owned by the open file handle; no lock serialises reads.
+// errnoFor. Every read is a stateless offset read on a verified engine
+// reader owned by the open file handle (ImageReader.Slices: the request's
+// chunks load concurrently and their cached bytes go to the kernel without
+// a copy); no lock serialises reads. An image with a complete local copy
+// (Options.LocalCopies, the node's image cache) is opened with FUSE
+// passthrough: the kernel reads the copy itself. Options.CheckOpen is the
+// hook for verify-on-open policies.
 // File locking is left to the kernel (QEMU's OFD locks work on the mount
 // because the file system does not claim lock support it lacks).
 //
