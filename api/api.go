@@ -35,6 +35,8 @@ type Options struct {
 	// as Glance without image_cache_dir.
 	Cache  Cache
 	Logger *slog.Logger
+	// KeyManager, if set, serves the Barbican v1 secrets subset under /v1.
+	KeyManager KeyManager
 	// MaxJSONBody bounds JSON request bodies; 0 means 1 MiB.
 	MaxJSONBody int64
 }
@@ -100,6 +102,7 @@ func (s *server) routes() {
 	})
 	s.route("/v2/info/usage", map[string]http.HandlerFunc{"GET": s.usage})
 	s.cacheRoutes()
+	s.keyManagerRoutes()
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, errNotFoundPath)
 	})

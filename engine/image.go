@@ -101,6 +101,9 @@ type UploadRef struct {
 type SignatureResult struct {
 	Verified bool   `json:"verified"`
 	Reason   string `json:"reason,omitempty"`
+	// Fingerprint identifies the img_signature* values that were checked
+	// (SignatureSpec.Fingerprint), so a later change of them is noticed.
+	Fingerprint string `json:"fingerprint,omitempty"`
 }
 
 // Clone returns a deep copy of img.

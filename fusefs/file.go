@@ -103,10 +103,8 @@ func (f *imageFile) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint
 	if img.Status == engine.StatusDeactivated {
 		return nil, 0, syscall.EACCES
 	}
-	if f.o.CheckOpen != nil {
-		if err := f.o.CheckOpen(ctx, img); err != nil {
-			return nil, 0, errnoFor(f.o.Logger, "open", f.id, err)
-		}
+	if err := f.checkSignature(ctx, img); err != nil {
+		return nil, 0, errnoFor(f.o.Logger, "open", f.id, err)
 	}
 	r, err := f.src.OpenRecord(ctx, img)
 	if err != nil {
@@ -240,16 +238,7 @@ func (l *layout) next(off int64, wantZero bool) (int64, bool) {
 const xattrPrefix = "user.mosaic."
 
 // xattrs returns the image's extended attributes, in a fixed order.
-func xattrs(img *engine.Image) [][2]string {
-	sig := "none"
-	reason := ""
-	if s := img.Signature; s != nil {
-		sig = "unverified"
-		if s.Verified {
-			sig = "verified"
-		}
-		reason = s.Reason
-	}
+func (f *imageFile) xattrs(img *engine.Image) [][2]string {
 	name := ""
 	if img.Name != nil {
 		name = *img.Name
@@ -263,8 +252,7 @@ func xattrs(img *engine.Image) [][2]string {
 		{"checksum", img.Checksum},
 		{"os_hash_algo", img.OSHashAlgo},
 		{"os_hash_value", img.OSHashValue},
-		{"signature", sig},
-		{"signature_reason", reason},
+		{"signature", f.signatureStatus(img)},
 	}
 	out := all[:0]
 	for _, kv := range all {
@@ -294,12 +282,9 @@ func (f *imageFile) Getxattr(ctx context.Context, attr string, dest []byte) (uin
 	if errno != 0 {
 		return 0, errno
 	}
-	for _, kv := range xattrs(img) {
+	for _, kv := range f.xattrs(img) {
 		if kv[0] == attr {
-			if len(dest) < len(kv[1]) {
-				return uint32(len(kv[1])), syscall.ERANGE
-			}
-			return uint32(copy(dest, kv[1])), 0
+			return copyXattr(dest, kv[1])
 		}
 	}
 	return 0, syscall.ENODATA
@@ -311,12 +296,20 @@ func (f *imageFile) Listxattr(ctx context.Context, dest []byte) (uint32, syscall
 		return 0, errno
 	}
 	var b strings.Builder
-	for _, kv := range xattrs(img) {
+	for _, kv := range f.xattrs(img) {
 		b.WriteString(kv[0])
 		b.WriteByte(0)
 	}
-	if len(dest) < b.Len() {
-		return uint32(b.Len()), syscall.ERANGE
+	return copyXattr(dest, b.String())
+}
+
+// copyXattr follows getxattr(2): a zero-length dest asks for the size.
+func copyXattr(dest []byte, v string) (uint32, syscall.Errno) {
+	if len(dest) == 0 {
+		return uint32(len(v)), 0
 	}
-	return uint32(copy(dest, b.String())), 0
+	if len(dest) < len(v) {
+		return uint32(len(v)), syscall.ERANGE
+	}
+	return uint32(copy(dest, v)), 0
 }

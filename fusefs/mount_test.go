@@ -235,13 +235,6 @@ func TestSeekDataAndHoleFollowZeroChunks(t *testing.T) {
 func TestXattrsDescribeTheImage(t *testing.T) {
 	svc := newService(t)
 	img := upload(t, svc, "with-xattrs", randomBytes(100<<10, 5))
-	img, err := svc.Update(context.Background(), img.ID, func(i *engine.Image) error {
-		i.Signature = &engine.SignatureResult{Verified: true}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	mnt := mountTree(t, svc, fusefs.Options{})
 	p := filepath.Join(mnt, "images", img.ID)
 	get := func(name string) (string, error) {
@@ -261,7 +254,7 @@ func TestXattrsDescribeTheImage(t *testing.T) {
 		"user.mosaic.checksum":         img.Checksum,
 		"user.mosaic.os_hash_algo":     "sha512",
 		"user.mosaic.os_hash_value":    img.OSHashValue,
-		"user.mosaic.signature":        "verified",
+		"user.mosaic.signature":        "unsigned",
 	}
 	for k, v := range want {
 		got, err := get(k)
@@ -421,20 +414,30 @@ func TestLifecycleVisibleWithinASecond(t *testing.T) {
 	}
 }
 
+// refuseNamed is a SignatureChecker that refuses images named "refused"
+// and records what it was asked.
+type refuseNamed struct {
+	mu     sync.Mutex
+	opened []string
+}
+
+func (c *refuseNamed) CheckOpen(ctx context.Context, img *engine.Image) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.opened = append(c.opened, img.ID)
+	if img.Name != nil && *img.Name == "refused" {
+		return engine.Errorf(engine.ErrForbidden, "refused")
+	}
+	return nil
+}
+
+func (c *refuseNamed) Status(img *engine.Image) string { return "checked by the test" }
+
 func TestMountTunables(t *testing.T) {
 	svc := newService(t)
 	img := upload(t, svc, "x", randomBytes(2<<20, 3))
-	var opened []string
-	var mu sync.Mutex
-	mnt := mountTree(t, svc, fusefs.Options{CheckOpen: func(ctx context.Context, i *engine.Image) error {
-		mu.Lock()
-		defer mu.Unlock()
-		opened = append(opened, i.ID)
-		if i.Name != nil && *i.Name == "refused" {
-			return engine.Errorf(engine.ErrForbidden, "refused")
-		}
-		return nil
-	}})
+	checker := &refuseNamed{}
+	mnt := mountTree(t, svc, fusefs.Options{Signatures: checker})
 	bdi, err := fusefs.BDIPath(mnt)
 	if err != nil {
 		t.Fatal(err)
@@ -464,15 +467,22 @@ func TestMountTunables(t *testing.T) {
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_SH); err != nil {
 		t.Fatalf("flock: %v", err)
 	}
-	mu.Lock()
-	got := slices.Clone(opened)
-	mu.Unlock()
+	checker.mu.Lock()
+	got := slices.Clone(checker.opened)
+	checker.mu.Unlock()
 	if !slices.Contains(got, img.ID) {
-		t.Fatalf("CheckOpen saw %v, want %s", got, img.ID)
+		t.Fatalf("the signature check saw %v, want %s", got, img.ID)
 	}
 	refused := upload(t, svc, "refused", []byte("no"))
 	if _, err := os.ReadFile(filepath.Join(mnt, "images", refused.ID)); !errors.Is(err, os.ErrPermission) {
-		t.Fatalf("open refused by CheckOpen: %v, want EACCES", err)
+		t.Fatalf("open refused by the signature check: %v, want EACCES", err)
+	}
+	buf := make([]byte, 64)
+	if n, err := syscall.Getxattr(p, "user.mosaic.signature", buf); err != nil || string(buf[:n]) != "checked by the test" {
+		t.Fatalf("user.mosaic.signature with a checker: %q, %v", buf[:n], err)
+	}
+	if n, err := syscall.Getxattr(p, "user.mosaic.signature", nil); err != nil || n != len("checked by the test") {
+		t.Fatalf("xattr size query: %d, %v", n, err)
 	}
 }
 

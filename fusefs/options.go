@@ -42,10 +42,10 @@ type Options struct {
 	// Default 1024 (one full 1 MiB request; the kernel's default for FUSE
 	// is 128). Negative leaves the kernel's value.
 	ReadAheadKB int
-	// CheckOpen, if set, runs on every open of an image after the status
-	// checks; an error refuses the open (ErrForbidden → EACCES, others
-	// through errnoFor). It is the hook for verify-on-open policies.
-	CheckOpen func(ctx context.Context, img *engine.Image) error
+	// Signatures, if set, verifies signed images at open (EACCES when the
+	// signature does not verify; the mount's --verify-signatures) and
+	// reports user.mosaic.signature.
+	Signatures SignatureChecker
 	// LocalCopies, if set, offers complete local copies of images; an open
 	// of an image that has one uses FUSE passthrough (the kernel reads the
 	// copy directly, at native speed) where the kernel supports it.

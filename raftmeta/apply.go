@@ -27,6 +27,8 @@ func applyCommand(st *state, data []byte) *applyResult {
 		var c deleteImageV1
 		mustDecode(t, version, 1, body, &c)
 		return applyDeleteImage(st, c)
+	case CmdCreateSecret, CmdDeleteSecret:
+		return applySecretCommand(st, t, version, body)
 	}
 	if t&IgnorableFlag != 0 {
 		return &applyResult{}

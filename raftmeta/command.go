@@ -35,6 +35,9 @@ func (t CommandType) String() string {
 	case CmdDeleteImage:
 		return "delete-image"
 	}
+	if name := secretCommandName(t); name != "" {
+		return name
+	}
 	return fmt.Sprintf("command-%d", byte(t))
 }
 

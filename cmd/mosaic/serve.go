@@ -33,6 +33,9 @@ type serveConfig struct {
 	imageCacheDir   string
 	imageCacheBytes int64
 	passthrough     bool
+	// verifySigs and trustedCA: the mount's signature verification.
+	verifySigs bool
+	trustedCA  stringList
 }
 
 func serve(ctx context.Context, args []string) error {
@@ -48,6 +51,8 @@ func serve(ctx context.Context, args []string) error {
 	fs.StringVar(&c.imageCacheDir, "image-cache-dir", "", "where the image cache (GET/PUT/DELETE /v2/cache) keeps complete image copies (default: DATA-DIR/image-cache)")
 	fs.Int64Var(&c.imageCacheBytes, "image-cache-max-size", 10<<30, "image cache size in bytes; least recently used copies are pruned beyond it (Glance's image_cache_max_size)")
 	fs.BoolVar(&c.passthrough, "mount-passthrough", true, "serve images that have a complete copy in the image cache through FUSE passthrough (Linux 6.9+, root)")
+	fs.BoolVar(&c.verifySigs, "verify-signatures", false, "with --mount: verify signed images before they are opened and refuse (EACCES) those that fail")
+	fs.Var(&c.trustedCA, "trusted-ca", "with --verify-signatures: PEM file of certificates signing certificates must chain to (repeatable)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -124,7 +129,8 @@ func startNode(ctx context.Context, c serveConfig, log *slog.Logger) (_ *node, e
 		return nil, err
 	}
 
-	svc, err := engine.NewService(engine.ServiceConfig{NodeID: c.nodeID, ChunkCacheBytes: c.cacheBytes},
+	keys := engine.NewKeyManager(meta, engine.KeyManagerConfig{})
+	svc, err := engine.NewService(engine.ServiceConfig{NodeID: c.nodeID, ChunkCacheBytes: c.cacheBytes, Certificates: keys},
 		meta, chunks, nil, log)
 	if err != nil {
 		return nil, err
@@ -149,7 +155,7 @@ func startNode(ctx context.Context, c serveConfig, log *slog.Logger) (_ *node, e
 		return nil, fmt.Errorf("listen %s: %w", c.apiAddr, err)
 	}
 	srv := &http.Server{
-		Handler:           api.New(api.Options{Images: svc, Usage: svc, Cache: imageCache, Logger: log}),
+		Handler:           api.New(api.Options{Images: svc, Usage: svc, Cache: imageCache, Logger: log, KeyManager: keys}),
 		ReadHeaderTimeout: 30 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
@@ -169,6 +175,13 @@ func startNode(ctx context.Context, c serveConfig, log *slog.Logger) (_ *node, e
 		fo := fusefs.Options{Logger: log}
 		if c.passthrough {
 			fo.LocalCopies = imageCache
+		}
+		if c.verifySigs {
+			trusted, err := loadCertPool(c.trustedCA)
+			if err != nil {
+				return nil, err
+			}
+			fo.Signatures = engine.NewSignatureGate(svc, engine.SignatureGateConfig{Trusted: trusted, Logger: log})
 		}
 		fsrv, err := fusefs.Mount(c.mountDir, svc, fo)
 		if err != nil {
