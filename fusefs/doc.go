@@ -7,8 +7,9 @@
 //	/by-name/<name>   a symlink to ../images/<id> for every active image
 //	                  whose name no other active image shares
 //
-// Each image file carries user.mosaic.* extended attributes (disk_format,
-// container_format, checksum, os_hash_algo, os_hash_value, signature...).
+// Each image file carries user.mosaic.* extended attributes (id, name,
+// status, disk_format, container_format, checksum, os_hash_algo,
+// os_hash_value, signature).
 //
 // Content is immutable (an inode is one image's one manifest), so the mount
 // uses long entry and attribute timeouts and keeps the kernel's page cache
@@ -25,8 +26,8 @@
 // chunks load concurrently and their cached bytes go to the kernel without
 // a copy); no lock serialises reads. An image with a complete local copy
 // (Options.LocalCopies, the node's image cache) is opened with FUSE
-// passthrough: the kernel reads the copy itself. Options.CheckOpen is the
-// hook for verify-on-open policies.
+// passthrough: the kernel reads the copy itself. Options.Signatures is the
+// open-time hook of the mount's --verify-signatures.
 // File locking is left to the kernel (QEMU's OFD locks work on the mount
 // because the file system does not claim lock support it lacks).
 //
