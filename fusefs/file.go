@@ -75,6 +75,8 @@ func (f *imageFile) Getattr(ctx context.Context, fh fs.FileHandle, out *fuse.Att
 type handle struct {
 	r    *engine.ImageReader
 	copy *os.File
+	// passthrough is whether to offer copy to the kernel.
+	passthrough bool
 }
 
 var _ = (fs.FilePassthroughFder)((*handle)(nil))
@@ -83,7 +85,7 @@ var _ = (fs.FilePassthroughFder)((*handle)(nil))
 // the kernel as the backing file. Without one (or if the kernel refuses),
 // reads come to Read.
 func (h *handle) PassthroughFd() (int, bool) {
-	if h.copy == nil {
+	if h.copy == nil || !h.passthrough {
 		return 0, false
 	}
 	return int(h.copy.Fd()), true
@@ -118,7 +120,7 @@ func (f *imageFile) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint
 			go f.NotifyContent(-1, 0)
 		}
 	}
-	h := &handle{r: r}
+	h := &handle{r: r, passthrough: !f.o.NoPassthrough}
 	if f.o.LocalCopies != nil {
 		if c, ok := f.o.LocalCopies.OpenCopy(ctx, img); ok {
 			h.copy = c
@@ -149,7 +151,8 @@ func (f *imageFile) Read(ctx context.Context, fh fs.FileHandle, dest []byte, off
 	}
 	f.st.reads.Add(1)
 	if h.copy != nil {
-		// The kernel refused passthrough: read the local copy ourselves.
+		// No passthrough (refused by the kernel or turned off): read the
+		// local copy ourselves.
 		n := min(int64(len(dest)), f.size-off)
 		f.st.readBytes.Add(n)
 		return fuse.ReadResultFd(h.copy.Fd(), off, int(n)), 0

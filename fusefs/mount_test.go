@@ -673,3 +673,41 @@ func TestPassthroughServesCachedCopies(t *testing.T) {
 		t.Fatalf("stats %+v after reading an uncached image", st2)
 	}
 }
+
+func TestLocalCopiesWithoutPassthrough(t *testing.T) {
+	svc := newService(t)
+	ctx := context.Background()
+	data := sparse(8<<20, 43)
+	img := upload(t, svc, "cached", data)
+	cache, err := engine.OpenImageCache(engine.ImageCacheConfig{Dir: t.TempDir()}, svc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cache.Close() })
+	if err := cache.Queue(ctx, img.ID); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 20*time.Second, "image cached", func() bool {
+		st, _ := cache.State(ctx)
+		return len(st.Cached) == 1 && len(st.Queued) == 0
+	})
+	requireFUSE(t)
+	dir := filepath.Join(t.TempDir(), "mnt")
+	srv, err := fusefs.Mount(dir, svc, fusefs.Options{LocalCopies: cache, NoPassthrough: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := srv.Unmount(); err != nil {
+			t.Errorf("unmount: %v", err)
+		}
+	})
+	p := filepath.Join(dir, "images", img.ID)
+	if got := mustReadFile(t, p); !bytes.Equal(got, data) {
+		t.Fatal("read of the local copy through the process differs")
+	}
+	checkDirectReads(t, p, data, rand.New(rand.NewPCG(4, 4)))
+	if st := srv.Stats(); st.CopyOpens < 2 || st.Reads == 0 || st.ReadBytes < int64(len(data)) {
+		t.Fatalf("stats %+v: the copy was not read through the process", st)
+	}
+}

@@ -50,6 +50,9 @@ type Options struct {
 	// of an image that has one uses FUSE passthrough (the kernel reads the
 	// copy directly, at native speed) where the kernel supports it.
 	LocalCopies LocalCopies
+	// NoPassthrough serves local copies through the process instead of
+	// FUSE passthrough (what happens anyway where the kernel refuses it).
+	NoPassthrough bool
 }
 
 // LocalCopies finds complete local copies of images, written from
