@@ -26,11 +26,11 @@ func (s *server) cacheRoutes() {
 
 // noCache answers as Glance does without image_cache_dir: the policy
 // first (403 for non-admins), then 404.
-func (s *server) noCache(w http.ResponseWriter, r *http.Request, action string) bool {
+func (s *server) noCache(w http.ResponseWriter, r *http.Request, act engine.Action) bool {
 	if s.o.Cache != nil {
 		return false
 	}
-	if err := engine.AuthorizeCache(r.Context(), action); err != nil {
+	if err := engine.Authorize(r.Context(), act, engine.Target{}); err != nil {
 		s.writeError(w, r, err)
 		return true
 	}
@@ -42,7 +42,7 @@ func (s *server) noCache(w http.ResponseWriter, r *http.Request, action string) 
 func epoch(t time.Time) float64 { return float64(t.UnixNano()) / 1e9 }
 
 func (s *server) cacheState(w http.ResponseWriter, r *http.Request) {
-	if s.noCache(w, r, "cache_list") {
+	if s.noCache(w, r, engine.ActionCacheList) {
 		return
 	}
 	st, err := s.o.Cache.State(r.Context())
@@ -61,7 +61,7 @@ func (s *server) cacheState(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *server) queueImage(w http.ResponseWriter, r *http.Request) {
-	if s.noCache(w, r, "cache_image") {
+	if s.noCache(w, r, engine.ActionCacheImage) {
 		return
 	}
 	if err := s.o.Cache.Queue(r.Context(), r.PathValue("image_id")); err != nil {
@@ -72,7 +72,7 @@ func (s *server) queueImage(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *server) deleteCached(w http.ResponseWriter, r *http.Request) {
-	if s.noCache(w, r, "cache_delete") {
+	if s.noCache(w, r, engine.ActionCacheDelete) {
 		return
 	}
 	if err := s.o.Cache.Delete(r.Context(), r.PathValue("image_id")); err != nil {
@@ -83,7 +83,7 @@ func (s *server) deleteCached(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *server) clearCache(w http.ResponseWriter, r *http.Request) {
-	if s.noCache(w, r, "cache_delete") {
+	if s.noCache(w, r, engine.ActionCacheDelete) {
 		return
 	}
 	target := engine.ClearTarget(strings.ToLower(r.Header.Get("X-Image-Cache-Clear-Target")))

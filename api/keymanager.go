@@ -83,7 +83,7 @@ var errSecretIDInvalid = newHTTPError(http.StatusNotFound, "Not Found. Provided 
 // secretID returns the path's secret ID, lower case, if it is a UUID.
 func secretID(r *http.Request) (string, error) {
 	id := r.PathValue("secret_id")
-	if !uuidPattern.MatchString(id) {
+	if !engine.IsUUID(id) {
 		return "", errSecretIDInvalid
 	}
 	return strings.ToLower(id), nil

@@ -233,20 +233,9 @@ func (c *ImageCache) removeFiles(id string) {
 	}
 }
 
-// AuthorizeCache applies Glance's cache policies (cache_list, cache_image,
-// cache_delete: role:admin) to the context's caller. The system (no
-// caller) is always allowed.
-func AuthorizeCache(ctx context.Context, action string) error {
-	caller := CallerFrom(ctx)
-	if caller == nil || caller.HasRole("admin") {
-		return nil
-	}
-	return Errorf(ErrForbidden, "You are not authorized to complete %s action.", action)
-}
-
 // State returns the cached copies and the queue (GET /v2/cache).
 func (c *ImageCache) State(ctx context.Context) (*CacheState, error) {
-	if err := AuthorizeCache(ctx, "cache_list"); err != nil {
+	if err := Authorize(ctx, ActionCacheList, Target{}); err != nil {
 		return nil, err
 	}
 	c.mu.Lock()
@@ -275,7 +264,7 @@ func (c *ImageCache) Queue(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
-	if err := AuthorizeCache(ctx, "cache_image"); err != nil {
+	if err := Authorize(ctx, ActionCacheImage, Target{Image: img}); err != nil {
 		return err
 	}
 	if img.Status != StatusActive || !img.HasData() {
@@ -317,7 +306,7 @@ func (c *ImageCache) Delete(ctx context.Context, id string) error {
 			return Errorf(ErrNotFound, "Image %s not found.", id)
 		}
 	}
-	if err := AuthorizeCache(ctx, "cache_delete"); err != nil {
+	if err := Authorize(ctx, ActionCacheDelete, Target{}); err != nil {
 		return err
 	}
 	c.mu.Lock()
@@ -340,7 +329,7 @@ const (
 // Clear removes every copy, every queue entry, or both (DELETE /v2/cache)
 // and returns how many of each it removed.
 func (c *ImageCache) Clear(ctx context.Context, target ClearTarget) (cached, queued int, err error) {
-	if err := AuthorizeCache(ctx, "cache_delete"); err != nil {
+	if err := Authorize(ctx, ActionCacheDelete, Target{}); err != nil {
 		return 0, 0, err
 	}
 	if target != ClearAll && target != ClearCache && target != ClearQueue {

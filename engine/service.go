@@ -24,6 +24,8 @@ type ServiceConfig struct {
 	ImageSizeCap int64
 	Ingest       IngestConfig
 	Reader       ReaderConfig
+	// Import filters web-download URIs (Glance's import_filtering_opts).
+	Import ImportConfig
 	// ChunkCacheBytes bounds the decoded-chunk cache; 0 means 256 MiB.
 	ChunkCacheBytes int64
 	// Certificates resolves img_signature_certificate_uuid (the key
@@ -75,6 +77,8 @@ type Service struct {
 
 	mu        sync.Mutex
 	manifests map[ChunkID]*Manifest // small cache of loaded manifests
+
+	bg backgroundTasks // import tasks running on this node
 }
 
 // NewService returns a Service over the given stores. pins may be shared

@@ -38,6 +38,12 @@ func (t CommandType) String() string {
 	if name := secretCommandName(t); name != "" {
 		return name
 	}
+	if name, ok := memberCommandName(t &^ IgnorableFlag); ok {
+		return name
+	}
+	if name, ok := taskCommandName(t &^ IgnorableFlag); ok {
+		return name
+	}
 	return fmt.Sprintf("command-%d", byte(t))
 }
 
@@ -68,6 +74,7 @@ func encodeCommand(t CommandType, version byte, body any) ([]byte, error) {
 
 // applyResult is what Apply returns for every command.
 type applyResult struct {
-	Err   error
-	Image *engine.Image
+	Err    error
+	Image  *engine.Image
+	Member *engine.Member
 }

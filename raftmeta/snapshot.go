@@ -70,6 +70,15 @@ func writeSnapshot(w io.Writer, st *state) error {
 		return err
 	}
 	n += ns
+	m, err := writeMemberRecords(enc, st)
+	if err != nil {
+		return err
+	}
+	n += m
+	if m, err = writeTaskRecords(enc, st); err != nil {
+		return err
+	}
+	n += m
 	if err := enc.Encode(snapshotRecord{T: "end", N: n}); err != nil {
 		return err
 	}
@@ -106,10 +115,15 @@ func readSnapshot(r io.Reader) (*state, error) {
 			if err := readSecretRecord(st, rec.V); err != nil {
 				return nil, err
 			}
+		case "member", "task":
+			if err := restoreRecord(st, rec); err != nil {
+				return nil, err
+			}
 		case "end":
 			if rec.N != n {
 				return nil, fmt.Errorf("raftmeta: restore: %d records, end says %d", n, rec.N)
 			}
+			st.rebuildIndex()
 			return st, nil
 		default:
 			return nil, fmt.Errorf("raftmeta: restore: unknown record type %q", rec.T)

@@ -36,6 +36,15 @@ type serveConfig struct {
 	// verifySigs and trustedCA: the mount's signature verification.
 	verifySigs bool
 	trustedCA  stringList
+	// importHosts, if set, are the only hosts web-download may use (any port).
+	importHosts string
+}
+
+func (c serveConfig) importConfig() engine.ImportConfig {
+	if c.importHosts == "" {
+		return engine.ImportConfig{}
+	}
+	return engine.ImportConfig{AllowedHosts: strings.Split(c.importHosts, ","), AnyPort: true}
 }
 
 func serve(ctx context.Context, args []string) error {
@@ -53,6 +62,7 @@ func serve(ctx context.Context, args []string) error {
 	fs.BoolVar(&c.passthrough, "mount-passthrough", true, "serve images that have a complete copy in the image cache through FUSE passthrough (Linux 6.9+, root)")
 	fs.BoolVar(&c.verifySigs, "verify-signatures", false, "with --mount: verify signed images before they are opened and refuse (EACCES) those that fail")
 	fs.Var(&c.trustedCA, "trusted-ca", "with --verify-signatures: PEM file of certificates signing certificates must chain to (repeatable)")
+	fs.StringVar(&c.importHosts, "import-allowed-hosts", "", "comma-separated hosts web-download may fetch from (default: any public host on ports 80/443)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -130,12 +140,16 @@ func startNode(ctx context.Context, c serveConfig, log *slog.Logger) (_ *node, e
 	}
 
 	keys := engine.NewKeyManager(meta, engine.KeyManagerConfig{})
-	svc, err := engine.NewService(engine.ServiceConfig{NodeID: c.nodeID, ChunkCacheBytes: c.cacheBytes, Certificates: keys},
+	svc, err := engine.NewService(engine.ServiceConfig{NodeID: c.nodeID, ChunkCacheBytes: c.cacheBytes,
+		Certificates: keys, Import: c.importConfig()},
 		meta, chunks, nil, log)
 	if err != nil {
 		return nil, err
 	}
 	if err := svc.RecoverUploads(ctx); err != nil {
+		return nil, err
+	}
+	if err := svc.RecoverImports(ctx); err != nil {
 		return nil, err
 	}
 
