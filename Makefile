@@ -2,7 +2,7 @@
 GO      ?= go
 BIN     := bin/mosaic
 # Packages whose tests also run under the race detector.
-RACE_PKGS := ./chunker/... ./engine/... ./raftmeta/... ./fusefs/... ./api/...
+RACE_PKGS := ./chunker/... ./engine/... ./raftmeta/... ./replication/... ./fusefs/... ./api/...
 
 .PHONY: build run test test-unit test-system bench bench-glance soak lint verify clean
 
@@ -26,6 +26,7 @@ test-system:
 bench: build bench-glance
 	$(GO) test -run '^$$' -bench . -benchtime 3x -timeout 60m ./chunker/... ./engine/...
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 90m ./testing/bench/...
+	MOSAIC_BIN=$(CURDIR)/$(BIN) $(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./testing/cluster/
 	$(GO) test -run '^$$' -bench . -benchtime 2000x -timeout 30m ./api/
 	MOSAIC_BIN=$(CURDIR)/$(BIN) $(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./testing/signing/
 

@@ -171,6 +171,9 @@ func (g *Ingester) Ingest(ctx context.Context, r io.Reader, opt IngestOptions) (
 		return nil, err
 	}
 
+	// errgroup cancels its context when Wait returns: the manifest and the
+	// sync after it must use the caller's (a replicating store honours it).
+	parent := ctx
 	eg, ctx := errgroup.WithContext(ctx)
 	pins := g.pins.Begin()
 	defer pins.End()
@@ -327,6 +330,7 @@ func (g *Ingester) Ingest(ctx context.Context, r io.Reader, opt IngestOptions) (
 	for i := 0; i < nrefs; i++ {
 		m.Chunks = append(m.Chunks, refs[i/refPage][i%refPage])
 	}
+	ctx = parent
 	root, err := StoreManifest(ctx, g.store, m)
 	if err != nil {
 		return nil, err

@@ -2,6 +2,7 @@
 // service with a deduplicating, content-addressed store.
 //
 //	mosaic serve [flags]     run a node (API, Raft member, chunk store, optional FUSE mount)
+//	mosaic cluster status|leave|remove NODE   inspect and change cluster membership
 //	mosaic verify IMAGE      re-stream an image and verify its content and signature
 //	mosaic version           print the version
 //
@@ -35,6 +36,8 @@ func run(ctx context.Context, args []string) error {
 	switch args[0] {
 	case "serve":
 		return serve(ctx, args[1:])
+	case "cluster":
+		return cluster(ctx, args[1:])
 	case "verify":
 		return verify(ctx, args[1:])
 	case "version":
@@ -51,6 +54,7 @@ func usage() error {
 
 commands:
   serve     run a node: Glance v2 API, Raft member, chunk store, optional FUSE mount
+  cluster   status | leave | remove NODE: inspect and change cluster membership
   verify    re-stream an image, recompute its digest, check signature and certificate
   version   print the version
 

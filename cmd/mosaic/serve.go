@@ -18,7 +18,6 @@ import (
 	"github.com/mosaicimg/mosaic/engine"
 	"github.com/mosaicimg/mosaic/engine/pebblestore"
 	"github.com/mosaicimg/mosaic/fusefs"
-	"github.com/mosaicimg/mosaic/raftmeta"
 )
 
 type serveConfig struct {
@@ -33,6 +32,7 @@ type serveConfig struct {
 	imageCacheDir   string
 	imageCacheBytes int64
 	passthrough     bool
+	cluster         clusterFlags
 	// verifySigs and trustedCA: the mount's signature verification.
 	verifySigs bool
 	trustedCA  stringList
@@ -60,10 +60,14 @@ func serve(ctx context.Context, args []string) error {
 	fs.StringVar(&c.imageCacheDir, "image-cache-dir", "", "where the image cache (GET/PUT/DELETE /v2/cache) keeps complete image copies (default: DATA-DIR/image-cache)")
 	fs.Int64Var(&c.imageCacheBytes, "image-cache-max-size", 10<<30, "image cache size in bytes; least recently used copies are pruned beyond it (Glance's image_cache_max_size)")
 	fs.BoolVar(&c.passthrough, "mount-passthrough", true, "serve images that have a complete copy in the image cache through FUSE passthrough (Linux 6.9+, root)")
+	c.cluster.register(fs)
 	fs.BoolVar(&c.verifySigs, "verify-signatures", false, "with --mount: verify signed images before they are opened and refuse (EACCES) those that fail")
 	fs.Var(&c.trustedCA, "trusted-ca", "with --verify-signatures: PEM file of certificates signing certificates must chain to (repeatable)")
 	fs.StringVar(&c.importHosts, "import-allowed-hosts", "", "comma-separated hosts web-download may fetch from (default: any public host on ports 80/443)")
 	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if err := c.cluster.resolve(c.apiAddr, c.raftAddr); err != nil {
 		return err
 	}
 	log, err := newLogger(c.logLevel)
@@ -124,34 +128,11 @@ func startNode(ctx context.Context, c serveConfig, log *slog.Logger) (_ *node, e
 	}
 	n.onClose(chunks.Close)
 
-	meta, err := raftmeta.Open(raftmeta.Config{
-		NodeID: c.nodeID, Dir: filepath.Join(c.dataDir, "raft"), RaftAddr: c.raftAddr,
-		Bootstrap: true, Logger: log,
-	})
+	cl, err := startCluster(ctx, n, c, chunks, log)
 	if err != nil {
 		return nil, err
 	}
-	n.onClose(meta.Close)
-	waitCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	err = meta.WaitLeader(waitCtx)
-	cancel()
-	if err != nil {
-		return nil, err
-	}
-
-	keys := engine.NewKeyManager(meta, engine.KeyManagerConfig{})
-	svc, err := engine.NewService(engine.ServiceConfig{NodeID: c.nodeID, ChunkCacheBytes: c.cacheBytes,
-		Certificates: keys, Import: c.importConfig()},
-		meta, chunks, nil, log)
-	if err != nil {
-		return nil, err
-	}
-	if err := svc.RecoverUploads(ctx); err != nil {
-		return nil, err
-	}
-	if err := svc.RecoverImports(ctx); err != nil {
-		return nil, err
-	}
+	svc, keys := cl.svc, cl.keys
 
 	if c.imageCacheDir == "" {
 		c.imageCacheDir = filepath.Join(c.dataDir, "image-cache")
@@ -168,8 +149,11 @@ func startNode(ctx context.Context, c serveConfig, log *slog.Logger) (_ *node, e
 	if err != nil {
 		return nil, fmt.Errorf("listen %s: %w", c.apiAddr, err)
 	}
+	mux := http.NewServeMux()
+	mux.Handle("/internal/", cl.internal)
+	mux.Handle("/", api.New(api.Options{Images: svc, Usage: svc, Cache: imageCache, Logger: log, KeyManager: keys}))
 	srv := &http.Server{
-		Handler:           api.New(api.Options{Images: svc, Usage: svc, Cache: imageCache, Logger: log, KeyManager: keys}),
+		Handler:           mux,
 		ReadHeaderTimeout: 30 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
@@ -183,6 +167,7 @@ func startNode(ctx context.Context, c serveConfig, log *slog.Logger) (_ *node, e
 		defer cancel()
 		return srv.Shutdown(sctx)
 	})
+	cl.afterListen(ctx)
 	log.Info("API listening", "addr", ln.Addr().String(), "raft", c.raftAddr, "data", c.dataDir)
 
 	if c.mountDir != "" {
