@@ -29,12 +29,14 @@ fixtures:
 	testing/fixtures/make-dedup-dataset.sh $(MOSAIC_FIXTURES)/dedup
 
 # Long-running figures (storage: docs/storage.md, docs/chunking.md; API:
-# docs/api.md; image signing: docs/signing.md). The machine is shared: the
-# figures are ratios measured in the same run; -count repeats.
+# docs/api.md; hosts and mounts: docs/benchmarks.md; image signing:
+# docs/signing.md). The machine is shared: the figures are ratios measured
+# in the same run; -count repeats.
 BENCH_COUNT ?= 2
 bench: build fixtures bench-glance
 	MOSAIC_FIXTURES=$(MOSAIC_FIXTURES) $(GO) test -run '^$$' -bench . -benchtime 1x -count $(BENCH_COUNT) -timeout 120m \
 		./chunker/... ./engine/... ./testing/fixtures/ ./testing/storagebench/ 2>&1 | tee bench.out | $(GO) run ./testing/storagebench/benchtable
+	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 90m ./testing/bench/...
 	MOSAIC_BIN=$(CURDIR)/$(BIN) $(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./testing/cluster/
 	$(GO) test -run '^$$' -bench . -benchtime 2000x -timeout 30m ./api/
 	MOSAIC_BIN=$(CURDIR)/$(BIN) $(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./testing/signing/

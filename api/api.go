@@ -64,7 +64,10 @@ type Options struct {
 	Members Members
 	Tasks   Tasks
 	// Usage, if set, is reported under "mosaic" in GET /v2/info/usage.
-	Usage  Stats
+	Usage Stats
+	// Cache is the node's image cache (the /v2/cache API); nil answers
+	// as Glance without image_cache_dir.
+	Cache  Cache
 	Logger *slog.Logger
 	// KeyManager, if set, serves the Barbican v1 secrets subset under /v1.
 	KeyManager KeyManager
@@ -167,8 +170,7 @@ func (s *server) routes() {
 	s.route("/v2/info/stores", handlers{"GET": s.storesInfo})
 	s.route("/v2/info/stores/detail", handlers{"GET": s.storesDetail})
 	s.route("/v2/info/usage", handlers{"GET": s.usage})
-	s.route("/v2/cache", handlers{"GET": s.cache(engine.ActionCacheList), "DELETE": s.cache(engine.ActionCacheDelete)})
-	s.route("/v2/cache/{image_id}", handlers{"PUT": s.cache(engine.ActionCacheImage), "DELETE": s.cache(engine.ActionCacheDelete)})
+	s.cacheRoutes()
 	s.keyManagerRoutes()
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, errNotFoundPath)

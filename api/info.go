@@ -41,15 +41,3 @@ func (s *server) usage(w http.ResponseWriter, r *http.Request) {
 	}
 	writeJSON(w, http.StatusOK, out)
 }
-
-// cache answers the Glance cache API: it is admin-only, and Mosaic has no
-// per-node image cache to manage through it (the chunk cache needs none).
-func (s *server) cache(act engine.Action) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		if err := engine.Authorize(r.Context(), act, engine.Target{}); err != nil {
-			s.writeError(w, r, err)
-			return
-		}
-		s.writeError(w, r, engine.Errorf(engine.ErrNotFound, "Caching via API is not supported at this site."))
-	}
-}

@@ -2,9 +2,9 @@ package fusefs
 
 import (
 	"context"
-	"errors"
-	"log/slog"
-	"sync"
+	"encoding/binary"
+	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -13,76 +13,97 @@ import (
 	"github.com/mosaicimg/mosaic/engine"
 )
 
-// ImageSource is what the tree needs from the engine; *engine.Service
-// implements it.
-type ImageSource interface {
-	Get(ctx context.Context, id string) (*engine.Image, error)
-	List(ctx context.Context, match func(*engine.Image) bool) ([]*engine.Image, error)
-	OpenRecord(ctx context.Context, img *engine.Image) (*engine.ImageReader, error)
-}
-
-// Options configure the tree and its mount.
-type Options struct {
-	Logger *slog.Logger
-	// EntryTimeout is how long the kernel may cache a name lookup; it
-	// bounds how long a deleted image stays visible.
-	EntryTimeout time.Duration
-	// AttrTimeout is how long the kernel may cache attributes. Content is
-	// immutable, so this can be long.
-	AttrTimeout time.Duration
-	// Signatures, if set, verifies signed images at open (EACCES when the
-	// signature does not verify) and reports user.mosaic.signature.
-	Signatures SignatureChecker
-}
-
-func (o *Options) defaults() {
-	if o.Logger == nil {
-		o.Logger = slog.New(slog.DiscardHandler)
-	}
-	if o.EntryTimeout == 0 {
-		o.EntryTimeout = time.Second
-	}
-	if o.AttrTimeout == 0 {
-		o.AttrTimeout = time.Hour
-	}
-}
-
-type root struct {
+// Root is the root of the tree. Mount mounts it; tests may drive its nodes
+// without a mount.
+type Root struct {
 	fs.Inode
 	src ImageSource
 	o   Options
+
+	images *imagesDir
+	byName *byNameDir
+	st     stats
 }
 
-var _ = (fs.NodeOnAdder)((*root)(nil))
+// stats are the tree's counters.
+type stats struct {
+	reads, readBytes, copyOpens atomic.Int64
+}
+
+// Stats are a mounted tree's counters.
+type Stats struct {
+	// Reads and ReadBytes count the READ requests the file system served
+	// (page cache hits and passthrough reads never reach it).
+	Reads, ReadBytes int64
+	// CopyOpens counts opens that found a complete local copy (served by
+	// FUSE passthrough where the kernel allows it).
+	CopyOpens int64
+}
+
+// Stats returns the tree's counters.
+func (r *Root) Stats() Stats {
+	return Stats{Reads: r.st.reads.Load(), ReadBytes: r.st.readBytes.Load(), CopyOpens: r.st.copyOpens.Load()}
+}
+
+var (
+	_ = (fs.NodeOnAdder)((*Root)(nil))
+	_ = (fs.NodeGetattrer)((*Root)(nil))
+)
 
 // NewRoot returns the root of the tree.
-func NewRoot(src ImageSource, o Options) fs.InodeEmbedder {
-	o.defaults()
-	return &root{src: src, o: o}
+func NewRoot(src ImageSource, o Options) (*Root, error) {
+	if err := o.Validate(); err != nil {
+		return nil, err
+	}
+	r := &Root{src: src, o: o}
+	r.images = &imagesDir{src: src, o: o, st: &r.st}
+	r.byName = &byNameDir{src: src, o: o}
+	return r, nil
 }
 
-func (r *root) OnAdd(ctx context.Context) {
-	dir := &imagesDir{src: r.src, o: r.o, files: map[string]*imageFile{}}
-	r.AddChild("images", r.NewPersistentInode(ctx, dir, fs.StableAttr{Mode: syscall.S_IFDIR}), false)
+// OnAdd builds the fixed part of the tree.
+func (r *Root) OnAdd(ctx context.Context) {
+	r.AddChild("images", r.NewPersistentInode(ctx, r.images, fs.StableAttr{Mode: syscall.S_IFDIR, Ino: 2}), false)
+	r.AddChild("by-name", r.NewPersistentInode(ctx, r.byName, fs.StableAttr{Mode: syscall.S_IFDIR, Ino: 3}), false)
 }
 
-// imagesDir lists active images by ID.
+// Getattr reports a read-only directory.
+func (r *Root) Getattr(ctx context.Context, fh fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	dirAttr(&out.Attr)
+	out.SetTimeout(r.o.AttrTimeout)
+	return 0
+}
+
+func dirAttr(a *fuse.Attr) {
+	a.Mode = syscall.S_IFDIR | 0o555
+	a.Nlink = 2
+}
+
+// shown reports whether an image appears under images/: it has content
+// and is active or deactivated (listed, but refused at open).
+func shown(img *engine.Image) bool {
+	return img.HasData() && img.Size != nil &&
+		(img.Status == engine.StatusActive || img.Status == engine.StatusDeactivated)
+}
+
+// imagesDir lists images by ID.
 type imagesDir struct {
 	fs.Inode
 	src ImageSource
 	o   Options
-
-	mu    sync.Mutex
-	files map[string]*imageFile
+	st  *stats
 }
 
 var (
 	_ = (fs.NodeLookuper)((*imagesDir)(nil))
 	_ = (fs.NodeReaddirer)((*imagesDir)(nil))
+	_ = (fs.NodeGetattrer)((*imagesDir)(nil))
 )
 
-func visible(img *engine.Image) bool {
-	return img.Status == engine.StatusActive || img.Status == engine.StatusDeactivated
+func (d *imagesDir) Getattr(ctx context.Context, fh fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	dirAttr(&out.Attr)
+	out.SetTimeout(d.o.AttrTimeout)
+	return 0
 }
 
 func (d *imagesDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
@@ -90,151 +111,144 @@ func (d *imagesDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut)
 	if err != nil {
 		return nil, errnoFor(d.o.Logger, "lookup", name, err)
 	}
-	if !visible(img) || !img.HasData() {
+	if !shown(img) {
 		return nil, syscall.ENOENT
 	}
-	f := d.file(img)
+	f := newImageFile(d.src, d.o, d.st, img)
 	f.fillAttr(&out.Attr)
 	out.SetEntryTimeout(d.o.EntryTimeout)
 	out.SetAttrTimeout(d.o.AttrTimeout)
-	return d.NewInode(ctx, f, fs.StableAttr{Mode: syscall.S_IFREG, Ino: inoFor(img)}), 0
-}
-
-// file returns the node for an image, one per (image, manifest).
-func (d *imagesDir) file(img *engine.Image) *imageFile {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	f, ok := d.files[img.ID]
-	if !ok || f.root != img.ManifestRoot {
-		f = &imageFile{src: d.src, o: d.o, id: img.ID, root: img.ManifestRoot, size: *img.Size, mtime: img.UpdatedAt}
-		d.files[img.ID] = f
-	}
-	return f
+	return d.NewInode(ctx, f, fs.StableAttr{Mode: syscall.S_IFREG, Ino: inoFor("image", img.ID, img.ManifestRoot.String())}), 0
 }
 
 func (d *imagesDir) Readdir(ctx context.Context) (fs.DirStream, syscall.Errno) {
-	imgs, err := d.src.List(engine.LocalRead(ctx), func(img *engine.Image) bool { return visible(img) && img.HasData() })
+	imgs, err := d.src.List(engine.LocalRead(ctx), shown)
 	if err != nil {
 		return nil, errnoFor(d.o.Logger, "readdir", "images", err)
 	}
 	entries := make([]fuse.DirEntry, 0, len(imgs))
 	for _, img := range imgs {
-		entries = append(entries, fuse.DirEntry{Name: img.ID, Mode: syscall.S_IFREG, Ino: inoFor(img)})
+		entries = append(entries, fuse.DirEntry{Name: img.ID, Mode: syscall.S_IFREG,
+			Ino: inoFor("image", img.ID, img.ManifestRoot.String())})
 	}
 	return fs.NewListDirStream(entries), 0
 }
 
-// inoFor derives a stable inode number from the image ID and manifest.
-func inoFor(img *engine.Image) uint64 {
-	id := engine.SumChunk([]byte(img.ID + "/" + img.ManifestRoot.String()))
-	v := uint64(0)
-	for _, b := range id[:8] {
-		v = v<<8 | uint64(b)
-	}
-	return v | 1<<62 // stay clear of go-fuse's automatic numbers and the root
-}
-
-// imageFile is one image's content.
-type imageFile struct {
+// byNameDir holds a symlink per active image whose name is unique among
+// active images and usable as a file name.
+type byNameDir struct {
 	fs.Inode
-	src   ImageSource
-	o     Options
-	id    string
-	root  engine.ChunkID
-	size  int64
-	mtime time.Time
-
-	mu     sync.Mutex
-	reader *engine.ImageReader
+	src ImageSource
+	o   Options
 }
 
 var (
-	_ = (fs.NodeGetattrer)((*imageFile)(nil))
-	_ = (fs.NodeOpener)((*imageFile)(nil))
-	_ = (fs.NodeReader)((*imageFile)(nil))
+	_ = (fs.NodeLookuper)((*byNameDir)(nil))
+	_ = (fs.NodeReaddirer)((*byNameDir)(nil))
+	_ = (fs.NodeGetattrer)((*byNameDir)(nil))
 )
 
-func (f *imageFile) fillAttr(a *fuse.Attr) {
-	a.Mode = syscall.S_IFREG | 0o444
-	a.Size = uint64(f.size)
-	a.Blocks = (a.Size + 511) / 512
-	a.Blksize = 1 << 20
-	t := uint64(f.mtime.Unix())
-	a.Mtime, a.Ctime, a.Atime = t, t, t
-	a.Nlink = 1
-}
-
-func (f *imageFile) Getattr(ctx context.Context, fh fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	f.fillAttr(&out.Attr)
-	out.SetTimeout(f.o.AttrTimeout)
+func (d *byNameDir) Getattr(ctx context.Context, fh fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	dirAttr(&out.Attr)
+	out.SetTimeout(d.o.AttrTimeout)
 	return 0
 }
 
-func (f *imageFile) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
-	if flags&(syscall.O_WRONLY|syscall.O_RDWR) != 0 {
-		return nil, 0, syscall.EROFS
+// uniqueNames maps each usable name held by exactly one active image to
+// that image's ID.
+func uniqueNames(imgs []*engine.Image) map[string]string {
+	ids := make(map[string]string, len(imgs))
+	dup := map[string]bool{}
+	for _, img := range imgs {
+		if img.Status != engine.StatusActive || !shown(img) || img.Name == nil || !usableName(*img.Name) {
+			continue
+		}
+		n := *img.Name
+		if _, seen := ids[n]; seen {
+			dup[n] = true
+		}
+		ids[n] = img.ID
 	}
-	img, err := f.src.Get(engine.LocalRead(ctx), f.id)
-	if err != nil {
-		return nil, 0, errnoFor(f.o.Logger, "open", f.id, err)
+	for n := range dup {
+		delete(ids, n)
 	}
-	if img.Status == engine.StatusDeactivated {
-		return nil, 0, syscall.EACCES
-	}
-	if img.Status != engine.StatusActive || img.ManifestRoot != f.root {
-		return nil, 0, syscall.ENOENT
-	}
-	if err := f.checkSignature(ctx, img); err != nil {
-		return nil, 0, errnoFor(f.o.Logger, "open", f.id, err)
-	}
-	if _, err := f.readerFor(ctx, img); err != nil {
-		return nil, 0, errnoFor(f.o.Logger, "open", f.id, err)
-	}
-	return nil, fuse.FOPEN_KEEP_CACHE, 0
+	return ids
 }
 
-func (f *imageFile) readerFor(ctx context.Context, img *engine.Image) (*engine.ImageReader, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.reader != nil {
-		return f.reader, nil
-	}
-	r, err := f.src.OpenRecord(ctx, img)
+// usableName reports whether s can be a directory entry.
+func usableName(s string) bool {
+	return s != "" && s != "." && s != ".." && len(s) <= 255 && !strings.ContainsAny(s, "/\x00")
+}
+
+func (d *byNameDir) names(ctx context.Context) (map[string]string, error) {
+	imgs, err := d.src.List(engine.LocalRead(ctx), func(img *engine.Image) bool {
+		return img.Status == engine.StatusActive && img.Name != nil
+	})
 	if err != nil {
 		return nil, err
 	}
-	f.reader = r
-	return r, nil
+	return uniqueNames(imgs), nil
 }
 
-func (f *imageFile) Read(ctx context.Context, fh fs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
-	f.mu.Lock()
-	r := f.reader
-	f.mu.Unlock()
-	if r == nil {
-		return nil, syscall.EBADF
+func (d *byNameDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	names, err := d.names(ctx)
+	if err != nil {
+		return nil, errnoFor(d.o.Logger, "lookup", "by-name/"+name, err)
 	}
-	if off >= r.Size() {
-		return fuse.ReadResultData(nil), 0
+	id, ok := names[name]
+	if !ok {
+		return nil, syscall.ENOENT
 	}
-	n, err := r.ReadAtContext(ctx, dest, off)
-	if err != nil && n < len(dest) && off+int64(n) < r.Size() {
-		return nil, errnoFor(f.o.Logger, "read", f.id, err)
-	}
-	return fuse.ReadResultData(dest[:n]), 0
+	l := &link{target: "../images/" + id, timeout: d.o.AttrTimeout}
+	l.fillAttr(&out.Attr)
+	out.SetEntryTimeout(d.o.EntryTimeout)
+	out.SetAttrTimeout(d.o.AttrTimeout)
+	return d.NewInode(ctx, l, fs.StableAttr{Mode: syscall.S_IFLNK, Ino: inoFor("link", name, id)}), 0
 }
 
-// errnoFor translates an engine error into an errno, logging it. It is the
-// one place errors become errnos.
-func errnoFor(log *slog.Logger, op, name string, err error) syscall.Errno {
-	switch {
-	case errors.Is(err, engine.ErrNotFound):
-		return syscall.ENOENT
-	case errors.Is(err, engine.ErrForbidden):
-		return syscall.EACCES
-	case errors.Is(err, context.Canceled):
-		return syscall.EINTR
+func (d *byNameDir) Readdir(ctx context.Context) (fs.DirStream, syscall.Errno) {
+	names, err := d.names(ctx)
+	if err != nil {
+		return nil, errnoFor(d.o.Logger, "readdir", "by-name", err)
 	}
-	log.Error("fuse operation failed", "op", op, "name", name, "err", err)
-	return syscall.EIO
+	entries := make([]fuse.DirEntry, 0, len(names))
+	for n, id := range names {
+		entries = append(entries, fuse.DirEntry{Name: n, Mode: syscall.S_IFLNK, Ino: inoFor("link", n, id)})
+	}
+	return fs.NewListDirStream(entries), 0
+}
+
+// link is a by-name symlink; its target never changes (a renamed image
+// gets a new inode).
+type link struct {
+	fs.Inode
+	target  string
+	timeout time.Duration
+}
+
+var (
+	_ = (fs.NodeReadlinker)((*link)(nil))
+	_ = (fs.NodeGetattrer)((*link)(nil))
+)
+
+func (l *link) fillAttr(a *fuse.Attr) {
+	a.Mode = syscall.S_IFLNK | 0o777
+	a.Size = uint64(len(l.target))
+	a.Nlink = 1
+}
+
+func (l *link) Readlink(ctx context.Context) ([]byte, syscall.Errno) { return []byte(l.target), 0 }
+
+func (l *link) Getattr(ctx context.Context, fh fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	l.fillAttr(&out.Attr)
+	out.SetTimeout(l.timeout)
+	return 0
+}
+
+// inoFor derives a stable inode number from the parts naming a node's
+// immutable content.
+func inoFor(parts ...string) uint64 {
+	id := engine.SumChunk([]byte(strings.Join(parts, "\x00")))
+	// Stay clear of go-fuse's automatic numbers, the root and our fixed dirs.
+	return binary.BigEndian.Uint64(id[:8])&^(1<<63) | 1<<62
 }

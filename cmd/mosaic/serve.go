@@ -28,8 +28,12 @@ type serveConfig struct {
 	mountDir   string
 	logLevel   string
 	cacheBytes int64
-	cluster    clusterFlags
-	storage    storageFlags
+
+	imageCacheDir   string
+	imageCacheBytes int64
+	passthrough     bool
+	cluster         clusterFlags
+	storage         storageFlags
 	// verifySigs and trustedCA: the mount's signature verification.
 	verifySigs bool
 	trustedCA  stringList
@@ -54,6 +58,9 @@ func serve(ctx context.Context, args []string) error {
 	fs.StringVar(&c.mountDir, "mount", "", "mount the read-only FUSE image tree at this directory")
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.Int64Var(&c.cacheBytes, "chunk-cache-bytes", 256<<20, "decoded chunk cache size in bytes")
+	fs.StringVar(&c.imageCacheDir, "image-cache-dir", "", "where the image cache (GET/PUT/DELETE /v2/cache) keeps complete image copies (default: DATA-DIR/image-cache)")
+	fs.Int64Var(&c.imageCacheBytes, "image-cache-max-size", 10<<30, "image cache size in bytes; least recently used copies are pruned beyond it (Glance's image_cache_max_size)")
+	fs.BoolVar(&c.passthrough, "mount-passthrough", true, "serve images that have a complete copy in the image cache through FUSE passthrough (Linux 6.9+, root)")
 	c.cluster.register(fs)
 	c.storage.register(fs)
 	fs.BoolVar(&c.verifySigs, "verify-signatures", false, "with --mount: verify signed images before they are opened and refuse (EACCES) those that fail")
@@ -130,6 +137,17 @@ func startNode(ctx context.Context, c serveConfig, log *slog.Logger) (_ *node, e
 	}
 	svc, keys := cl.svc, cl.keys
 
+	if c.imageCacheDir == "" {
+		c.imageCacheDir = filepath.Join(c.dataDir, "image-cache")
+	}
+	imageCache, err := engine.OpenImageCache(engine.ImageCacheConfig{
+		Dir: c.imageCacheDir, MaxBytes: c.imageCacheBytes, Logger: log,
+	}, svc)
+	if err != nil {
+		return nil, err
+	}
+	n.onClose(imageCache.Close)
+
 	ln, err := net.Listen("tcp", c.apiAddr)
 	if err != nil {
 		return nil, fmt.Errorf("listen %s: %w", c.apiAddr, err)
@@ -143,7 +161,7 @@ func startNode(ctx context.Context, c serveConfig, log *slog.Logger) (_ *node, e
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/internal/", cl.internal)
-	mux.Handle("/", withStorageAdmin(api.New(api.Options{Images: svc, Usage: svc, Logger: log, KeyManager: keys}), gc, svc, log))
+	mux.Handle("/", withStorageAdmin(api.New(api.Options{Images: svc, Usage: svc, Cache: imageCache, Logger: log, KeyManager: keys}), gc, svc, log))
 	srv := &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: 30 * time.Second,
@@ -164,6 +182,9 @@ func startNode(ctx context.Context, c serveConfig, log *slog.Logger) (_ *node, e
 
 	if c.mountDir != "" {
 		fo := fusefs.Options{Logger: log}
+		if c.passthrough {
+			fo.LocalCopies = imageCache
+		}
 		if c.verifySigs {
 			trusted, err := loadCertPool(c.trustedCA)
 			if err != nil {
