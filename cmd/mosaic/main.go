@@ -2,6 +2,7 @@
 // service with a deduplicating, content-addressed store.
 //
 //	mosaic serve [flags]     run a node (API, Raft member, chunk store, optional FUSE mount)
+//	mosaic mount --cluster ADDR DIR   run a hypervisor mount host (non-voter, chunk cache, FUSE tree)
 //	mosaic cluster status|leave|remove NODE   inspect and change cluster membership
 //	mosaic gc [flags]        run chunk garbage collection on a node now
 //	mosaic usage [flags]     a node's storage report (dedup, compression, per image)
@@ -38,6 +39,8 @@ func run(ctx context.Context, args []string) error {
 	switch args[0] {
 	case "serve":
 		return serve(ctx, args[1:])
+	case "mount":
+		return mountCommand(ctx, args[1:])
 	case "cluster":
 		return cluster(ctx, args[1:])
 	case "gc":
@@ -60,6 +63,7 @@ func usage() error {
 
 commands:
   serve     run a node: Glance v2 API, Raft member, chunk store, optional FUSE mount
+  mount     run a hypervisor host: mount the image tree, fetching chunks from a cluster
   cluster   status | leave | remove NODE: inspect and change cluster membership
   gc        run chunk garbage collection on a node now
   usage     show a node's storage report (dedup, compression, unique bytes per image)

@@ -1,0 +1,147 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/mosaicimg/mosaic/testing/cluster"
+	"github.com/mosaicimg/mosaic/testing/harness"
+)
+
+// clusterUpload creates an image through node url and uploads body.
+func clusterUpload(t *testing.T, url, name, diskFormat string, body io.Reader) string {
+	t.Helper()
+	ctx := context.Background()
+	st, b, err := cluster.Do(ctx, "POST", url+"/v2/images", "application/json",
+		bytes.NewReader(fmt.Appendf(nil, `{"name":%q,"disk_format":%q,"container_format":"bare"}`, name, diskFormat)))
+	if err != nil || st != http.StatusCreated {
+		t.Fatalf("create %s: %d %s %v", name, st, b, err)
+	}
+	var img struct{ ID string }
+	if err := json.Unmarshal(b, &img); err != nil {
+		t.Fatal(err)
+	}
+	st, b, err = cluster.Do(ctx, "PUT", url+"/v2/images/"+img.ID+"/file", "application/octet-stream", body)
+	if err != nil || st != http.StatusNoContent {
+		t.Fatalf("upload %s: %d %s %v", name, st, b, err)
+	}
+	return img.ID
+}
+
+// TestMountHost runs three storage processes (R=2) and `mosaic mount`
+// hosts joined to them as non-voters:
+//
+//   - QEMU boots the raw and the qcow2 fixture from mount hosts with
+//     empty chunk caches (one fresh host per format, so each boot fetches
+//     everything it reads);
+//   - a reader of an image on the host keeps reading, byte-exact, after
+//     kill -9 of a storage node (the chunks it still needs are fetched
+//     from their other owner).
+func TestMountHost(t *testing.T) {
+	harness.RequireTool(t, "fusermount3", "fuse3")
+	if _, err := os.Stat("/dev/fuse"); err != nil {
+		t.Fatalf("/dev/fuse is missing: the FUSE mount cannot be tested: %v", err)
+	}
+	fx := harness.BootFixture(t)
+	c := cluster.StartProcesses(t, 3, cluster.Options{Replicas: 2, Direct: true})
+	cluster.WaitConverged(t, c, 3)
+
+	open := func(p string) *os.File {
+		f, err := os.Open(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	rawFile, qcowFile := open(fx.Raw), open(fx.Qcow2)
+	rawID := clusterUpload(t, c.URL(0), "boot-raw", "raw", rawFile)
+	qcowID := clusterUpload(t, c.URL(1), "boot-qcow2", "qcow2", qcowFile)
+	rawFile.Close()
+	qcowFile.Close()
+	// Random bytes (nothing dedups) with a zero run in the middle.
+	data := make([]byte, 24<<20)
+	rng := rand.New(rand.NewPCG(7, 7))
+	for i := range data {
+		data[i] = byte(rng.Uint32())
+	}
+	clear(data[8<<20 : 10<<20])
+	dataID := clusterUpload(t, c.URL(2), "random", "raw", bytes.NewReader(data))
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	for i, b := range []struct{ id, format string }{{rawID, "raw"}, {qcowID, "qcow2"}} {
+		h := cluster.StartMountHost(t, c, cluster.MountHostOptions{Host: fmt.Sprintf("127.0.0.%d", 60+i)})
+		p := h.WaitImage(t, b.id)
+		if st := h.CacheStats(t); st.Misses != 0 || st.Chunks != 0 {
+			t.Fatalf("a new mount host's chunk cache is not empty: %+v", st)
+		}
+		r := fx.Boot(t, ctx, p, b.format)
+		st := h.CacheStats(t)
+		t.Logf("%s booted from an empty-cache mount host: marker after %.2f s (loader %.2f s); fetched %.1f MiB in %d chunks",
+			b.format, r.Marker, r.Loader, float64(st.FetchedBytes)/(1<<20), st.Misses)
+		if st.Misses == 0 || st.FetchedBytes == 0 {
+			t.Fatalf("the boot fetched nothing through the host's cache: %+v", st)
+		}
+		if i == 0 {
+			readThroughDeath(t, c, h, dataID, data)
+		}
+	}
+}
+
+// readThroughDeath reads the first quarter of the image through the host,
+// kills a storage node with SIGKILL, reads the rest, and compares.
+func readThroughDeath(t *testing.T, c cluster.Cluster, h *cluster.MountHost, id string, want []byte) {
+	t.Helper()
+	f, err := os.Open(h.WaitImage(t, id))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	got := make([]byte, len(want))
+	q := len(want) / 4
+	if _, err := io.ReadFull(f, got[:q]); err != nil {
+		t.Fatalf("read before the kill: %v", err)
+	}
+	before := h.CacheStats(t)
+	victim := cluster.Leader(t, c) // the hardest case: metadata and chunks both lose a node
+	c.Kill(victim)
+	t.Logf("killed storage node %d (the leader) after %d MiB", victim, q>>20)
+	start := time.Now()
+	if _, err := io.ReadFull(f, got[q:]); err != nil {
+		t.Fatalf("read after killing storage node %d: %v", victim, err)
+	}
+	after := h.CacheStats(t)
+	if !bytes.Equal(got, want) {
+		for i := range got {
+			if got[i] != want[i] {
+				t.Fatalf("bytes read through the mount host differ from the upload at offset %d", i)
+			}
+		}
+	}
+	if after.Misses <= before.Misses {
+		t.Fatalf("the reads after the kill fetched nothing (%+v → %+v): the test did not exercise failover", before, after)
+	}
+	t.Logf("read the remaining %d MiB in %v with node %d dead, fetching %d chunks", (len(want)-q)>>20,
+		time.Since(start).Round(time.Millisecond), victim, after.Misses-before.Misses)
+	// Random reads at random offsets and sizes after the kill, too.
+	rng := rand.New(rand.NewPCG(1, 2))
+	for range 200 {
+		off := rng.IntN(len(want))
+		n := min(1+rng.IntN(256<<10), len(want)-off)
+		buf := make([]byte, n)
+		if _, err := f.ReadAt(buf, int64(off)); err != nil {
+			t.Fatalf("ReadAt(%d, %d) after the kill: %v", off, n, err)
+		}
+		if !bytes.Equal(buf, want[off:off+n]) {
+			t.Fatalf("ReadAt(%d, %d) after the kill differs from the upload", off, n)
+		}
+	}
+}
