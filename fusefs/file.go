@@ -95,6 +95,16 @@ func (f *imageFile) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint
 	if flags&(syscall.O_WRONLY|syscall.O_RDWR) != 0 {
 		return nil, 0, syscall.EROFS
 	}
+	// Count the content open before checking the record (see OpenImages).
+	f.o.OpenImages.acquire(f.root)
+	fh, fuseFlags, errno := f.open(ctx)
+	if errno != 0 {
+		f.o.OpenImages.release(f.root)
+	}
+	return fh, fuseFlags, errno
+}
+
+func (f *imageFile) open(ctx context.Context) (fs.FileHandle, uint32, syscall.Errno) {
 	img, err := f.src.Get(engine.LocalRead(ctx), f.id)
 	if err != nil {
 		return nil, 0, errnoFor(f.o.Logger, "open", f.id, err)
@@ -136,7 +146,11 @@ func (f *imageFile) Release(ctx context.Context, fh fs.FileHandle) syscall.Errno
 			h.copy.Close() // the kernel holds its own reference
 		}
 		// Close waits for in-flight read-ahead; do not hold up the kernel.
-		go h.r.Close()
+		// The content stays counted open until the reader is closed.
+		go func() {
+			h.r.Close()
+			f.o.OpenImages.release(f.root)
+		}()
 	}
 	return 0
 }

@@ -112,6 +112,9 @@ func (s *Server) Unmount() error {
 	return nil
 }
 
+// OpenImages returns the tree's open-file counts (Options.OpenImages).
+func (s *Server) OpenImages() *OpenImages { return s.root.o.OpenImages }
+
 // Stats returns the tree's counters.
 func (s *Server) Stats() Stats { return s.root.Stats() }
 

@@ -50,6 +50,11 @@ type Options struct {
 	// of an image that has one uses FUSE passthrough (the kernel reads the
 	// copy directly, at native speed) where the kernel supports it.
 	LocalCopies LocalCopies
+	// OpenImages, if set, counts open files per image content, for the
+	// node's garbage collector (an engine.RootSource): an image deleted
+	// while open keeps its chunks until its last file is closed. Default:
+	// a set of the tree's own (see Server.OpenImages).
+	OpenImages *OpenImages
 	// NoPassthrough serves local copies through the process instead of
 	// FUSE passthrough (what happens anyway where the kernel refuses it).
 	NoPassthrough bool
@@ -76,6 +81,9 @@ func (o *Options) Validate() error {
 	}
 	if o.NegativeTimeout == 0 {
 		o.NegativeTimeout = time.Second
+	}
+	if o.OpenImages == nil {
+		o.OpenImages = NewOpenImages()
 	}
 	if o.PollInterval == 0 {
 		o.PollInterval = 250 * time.Millisecond

@@ -152,7 +152,14 @@ func startNode(ctx context.Context, c serveConfig, log *slog.Logger) (_ *node, e
 	if err != nil {
 		return nil, fmt.Errorf("listen %s: %w", c.apiAddr, err)
 	}
-	gc := engine.NewCollector(cl.meta, cl.store, cl.pins, engine.GCConfig{Grace: c.storage.gcGrace}, log)
+	// Files open on this node's mount keep their images' chunks from GC,
+	// even after the image is deleted (see fusefs.OpenImages).
+	var gcRoots []engine.RootSource
+	openImages := fusefs.NewOpenImages()
+	if c.mountDir != "" {
+		gcRoots = append(gcRoots, openImages)
+	}
+	gc := engine.NewCollector(cl.meta, cl.store, cl.pins, engine.GCConfig{Grace: c.storage.gcGrace}, log, gcRoots...)
 	if c.storage.gcInterval > 0 {
 		gcCtx, stopGC := context.WithCancel(context.Background())
 		gcDone := make(chan struct{})
@@ -181,7 +188,7 @@ func startNode(ctx context.Context, c serveConfig, log *slog.Logger) (_ *node, e
 	log.Info("API listening", "addr", ln.Addr().String(), "raft", c.raftAddr, "data", c.dataDir)
 
 	if c.mountDir != "" {
-		fo := fusefs.Options{Logger: log}
+		fo := fusefs.Options{Logger: log, OpenImages: openImages}
 		if c.passthrough {
 			fo.LocalCopies = imageCache
 		}

@@ -1,0 +1,62 @@
+package fusefs
+
+import (
+	"context"
+	"sync"
+
+	"github.com/mosaicimg/mosaic/engine"
+)
+
+// OpenImages counts the open files of each image content (manifest root)
+// in a tree. It is an engine.RootSource: handed to the node's garbage
+// collector, it keeps the chunks of an image that was deleted while a VM
+// still has it open until the last handle is released.
+//
+// A root is counted before the open checks the image record and released
+// if the check fails, so a collection either sees the count or marks the
+// image from its (then still live) record.
+type OpenImages struct {
+	mu sync.Mutex
+	n  map[engine.ChunkID]int
+}
+
+var _ engine.RootSource = (*OpenImages)(nil)
+
+// NewOpenImages returns an empty set.
+func NewOpenImages() *OpenImages { return &OpenImages{n: map[engine.ChunkID]int{}} }
+
+func (o *OpenImages) acquire(root engine.ChunkID) {
+	o.mu.Lock()
+	o.n[root]++
+	o.mu.Unlock()
+}
+
+func (o *OpenImages) release(root engine.ChunkID) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.n[root]--; o.n[root] <= 0 {
+		delete(o.n, root)
+	}
+}
+
+// LiveRoots returns the manifest roots of the images with open files.
+func (o *OpenImages) LiveRoots(context.Context) ([]engine.ChunkID, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	out := make([]engine.ChunkID, 0, len(o.n))
+	for root := range o.n {
+		out = append(out, root)
+	}
+	return out, nil
+}
+
+// Open returns the number of open files.
+func (o *OpenImages) Open() int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	total := 0
+	for _, n := range o.n {
+		total += n
+	}
+	return total
+}
