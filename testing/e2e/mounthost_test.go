@@ -91,6 +91,7 @@ func TestMountHost(t *testing.T) {
 			t.Fatalf("the boot fetched nothing through the host's cache: %+v", st)
 		}
 		if i == 0 {
+			checkHostAPI(t, h)
 			readThroughDeath(t, c, h, dataID, data)
 		}
 	}
@@ -143,5 +144,21 @@ func readThroughDeath(t *testing.T, c cluster.Cluster, h *cluster.MountHost, id 
 		if !bytes.Equal(buf, want[off:off+n]) {
 			t.Fatalf("ReadAt(%d, %d) after the kill differs from the upload", off, n)
 		}
+	}
+}
+
+// checkHostAPI: the host serves Glance's cache API (admin only: without
+// authentication it answers 403 in Glance's format, as Glance does) and
+// nothing else of the image API.
+func checkHostAPI(t *testing.T, h *cluster.MountHost) {
+	t.Helper()
+	ctx := context.Background()
+	st, b, err := cluster.Do(ctx, "GET", h.URL()+"/v2/cache", "", nil)
+	if err != nil || st != http.StatusForbidden || !bytes.Contains(b, []byte("403")) {
+		t.Fatalf("GET /v2/cache on the mount host without admin: %d %s %v; want Glance's 403", st, b, err)
+	}
+	st, b, err = cluster.Do(ctx, "GET", h.URL()+"/v2/images", "", nil)
+	if err != nil || st != http.StatusNotFound {
+		t.Fatalf("GET /v2/images on the mount host: %d %s %v; want 404 (a host serves only the cache API)", st, b, err)
 	}
 }
