@@ -8,8 +8,11 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/mosaicimg/mosaic/api"
@@ -209,12 +212,7 @@ func startMountHost(ctx context.Context, c mountConfig, log *slog.Logger) (_ *no
 	if err != nil {
 		return nil, err
 	}
-	n.onClose(func() error {
-		if err := fsrv.Unmount(); err != nil {
-			return fmt.Errorf("unmount %s: %w", c.dir, err)
-		}
-		return nil
-	})
+	n.onClose(func() error { return unmountWhenIdle(fsrv, c.dir, log) })
 	log.Info("image tree mounted", "dir", c.dir, "cache_size", c.cacheSize)
 
 	// The API answers once the tree is mounted: /versions doubles as the
@@ -240,6 +238,36 @@ func startMountHost(ctx context.Context, c mountConfig, log *slog.Logger) (_ *no
 	})
 	log.Info("mount host API listening", "addr", ln.Addr().String(), "raft", c.raftAddr)
 	return n, nil
+}
+
+// unmountWhenIdle unmounts the tree once no file is open: running VMs keep
+// reading while the host is asked to stop. A second SIGINT or SIGTERM
+// detaches the mount lazily instead (the open files then fail).
+func unmountWhenIdle(fsrv *fusefs.Server, dir string, log *slog.Logger) error {
+	again := make(chan os.Signal, 1)
+	signal.Notify(again, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(again)
+	for warned := false; ; warned = true {
+		err := fsrv.Unmount()
+		if err == nil {
+			return nil
+		}
+		if !warned {
+			log.Warn("images are open: waiting for them to close before unmounting (signal again to detach now; open files then fail)",
+				"dir", dir, "open_files", fsrv.OpenImages().Open(), "err", err)
+		}
+		select {
+		case sig := <-again:
+			log.Warn("signal while waiting for open files: detaching the mount", "signal", sig)
+			if err := syscall.Unmount(dir, syscall.MNT_DETACH); err != nil {
+				if out, err2 := exec.Command("fusermount3", "-u", "-z", dir).CombinedOutput(); err2 != nil {
+					return fmt.Errorf("detach %s: %w (fusermount3: %v: %s)", dir, err, err2, strings.TrimSpace(string(out)))
+				}
+			}
+			return fmt.Errorf("unmount %s: detached with files open", dir)
+		case <-time.After(time.Second):
+		}
+	}
 }
 
 // mountHostHandler serves the Glance cache API (and version discovery)

@@ -9,6 +9,8 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"os"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -93,6 +95,8 @@ func TestMountHost(t *testing.T) {
 		if i == 0 {
 			checkHostAPI(t, h)
 			readThroughDeath(t, c, h, dataID, data)
+		} else {
+			stopWhileOpen(t, h, p)
 		}
 	}
 }
@@ -160,5 +164,45 @@ func checkHostAPI(t *testing.T, h *cluster.MountHost) {
 	st, b, err = cluster.Do(ctx, "GET", h.URL()+"/v2/images", "", nil)
 	if err != nil || st != http.StatusNotFound {
 		t.Fatalf("GET /v2/images on the mount host: %d %s %v; want 404 (a host serves only the cache API)", st, b, err)
+	}
+}
+
+// stopWhileOpen: SIGTERM while a file is open leaves the tree mounted and
+// readable until the file is closed; then the host unmounts and exits.
+func stopWhileOpen(t *testing.T, h *cluster.MountHost, p string) {
+	t.Helper()
+	f, err := os.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := syscall.Kill(h.Pid(), syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 1<<20)
+	cluster.Poll(t, 30*time.Second, "the host says it waits for open files", func() error {
+		if _, err := f.ReadAt(buf, 0); err != nil {
+			return fmt.Errorf("read while stopping: %w", err)
+		}
+		if !strings.Contains(h.Log(), "images are open") {
+			return fmt.Errorf("no 'images are open' in the host's log yet")
+		}
+		return nil
+	})
+	if h.Exited() {
+		t.Fatal("the host exited with a file open")
+	}
+	if _, err := f.ReadAt(buf, 16<<20); err != nil {
+		t.Fatalf("read while the host waits to unmount: %v", err)
+	}
+	f.Close()
+	cluster.Poll(t, 30*time.Second, "the host exits after the last close", func() error {
+		if !h.Exited() {
+			return fmt.Errorf("still running")
+		}
+		return nil
+	})
+	if _, err := os.Stat(p); err == nil {
+		t.Fatalf("%s still reachable after the host exited", p)
 	}
 }

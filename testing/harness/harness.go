@@ -207,6 +207,32 @@ func (p *Process) WaitReady(timeout time.Duration) {
 	p.t.Fatalf("mosaic did not serve within %v; log:\n%s", timeout, p.Log())
 }
 
+// Pid returns the process ID of the latest start (0 before the first).
+func (p *Process) Pid() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd == nil || p.cmd.Process == nil {
+		return 0
+	}
+	return p.cmd.Process.Pid
+}
+
+// Exited reports whether the latest start has exited.
+func (p *Process) Exited() bool {
+	p.mu.Lock()
+	done := p.done
+	p.mu.Unlock()
+	if done == nil {
+		return false
+	}
+	select {
+	case <-done:
+		return true
+	default:
+		return false
+	}
+}
+
 // Kill sends SIGKILL (a crash) and waits for the process to exit.
 func (p *Process) Kill() { p.signal(syscall.SIGKILL) }
 
