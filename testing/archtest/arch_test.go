@@ -47,7 +47,8 @@ var allowedOurs = map[string][]string{
 	"engine/pebblestore": {"engine", "chunker"},
 	"raftmeta":           {"engine", "chunker"},
 	"fusefs":             {"engine", "chunker"},
-	"api":                {"engine", "chunker"},
+	"api":                {"engine", "chunker", "api/auth"},
+	"api/auth":           {"engine"},
 }
 
 // confined lists third-party module prefixes and the packages (and their
