@@ -4,7 +4,7 @@ BIN     := bin/mosaic
 # Packages whose tests also run under the race detector.
 RACE_PKGS := ./chunker/... ./engine/... ./raftmeta/... ./fusefs/... ./api/...
 
-.PHONY: build run test test-unit test-system bench soak lint verify clean
+.PHONY: build run test test-unit test-system bench bench-glance soak lint verify clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/mosaic
@@ -22,9 +22,16 @@ test-unit:
 test-system:
 	MOSAIC_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -timeout 25m ./cmd/... ./testing/...
 
-# Long-running figures (see docs/benchmarks.md).
-bench: build
+# Long-running figures (see docs/benchmarks.md; image signing: docs/signing.md).
+bench: build bench-glance
 	$(GO) test -run '^$$' -bench . -benchtime 3x -timeout 60m ./chunker/... ./engine/...
+	$(GO) test -run '^$$' -bench . -benchtime 2000x -timeout 30m ./api/
+	MOSAIC_BIN=$(CURDIR)/$(BIN) $(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./testing/signing/
+
+# Glance-vs-Mosaic API figures (create, show, list 25 of 10,000), with the
+# real Glance started in the same run (testing/bench/glance-vs-mosaic.sh).
+bench-glance: build
+	MOSAIC_BIN=$(CURDIR)/$(BIN) bash testing/bench/glance-vs-mosaic.sh
 
 soak: build
 	MOSAIC_SOAK=1 MOSAIC_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -timeout 120m ./testing/...

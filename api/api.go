@@ -2,23 +2,52 @@ package api
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
+	"strings"
 
 	"github.com/mosaicimg/mosaic/engine"
 )
 
-// Images is what the Glance handlers need from the engine; *engine.Service
-// implements it.
+// Images is what the image handlers need from the engine; *engine.Service
+// implements it. Every method acts for the caller in the context.
 type Images interface {
-	Create(ctx context.Context, img *engine.Image) (*engine.Image, error)
-	Get(ctx context.Context, id string) (*engine.Image, error)
-	List(ctx context.Context, match func(*engine.Image) bool) ([]*engine.Image, error)
-	Update(ctx context.Context, id string, mutate func(*engine.Image) error) (*engine.Image, error)
-	Delete(ctx context.Context, id string) error
-	Upload(ctx context.Context, id string, r io.Reader) (*engine.Image, error)
-	Open(ctx context.Context, id string) (*engine.ImageReader, *engine.Image, error)
+	CreateImage(ctx context.Context, body map[string]json.RawMessage) (*engine.Image, error)
+	ShowImage(ctx context.Context, id string) (*engine.Image, error)
+	ListImages(ctx context.Context, q *engine.ListQuery) (*engine.ListPage, error)
+	PatchImage(ctx context.Context, id string, ops []engine.PatchOp) (*engine.Image, error)
+	DeleteImage(ctx context.Context, id string) error
+	Deactivate(ctx context.Context, id string) error
+	Reactivate(ctx context.Context, id string) error
+	AddTag(ctx context.Context, id, tag string) error
+	DeleteTag(ctx context.Context, id, tag string) error
+}
+
+// ImageData is what the data handlers need: upload, download, stage and import.
+type ImageData interface {
+	UploadData(ctx context.Context, id string, r io.Reader) (*engine.Image, error)
+	OpenData(ctx context.Context, id string) (*engine.ImageReader, *engine.Image, error)
+	Stage(ctx context.Context, id string, r io.Reader) error
+	Import(ctx context.Context, id string, req *engine.ImportRequest, requestID string) (*engine.Task, error)
+}
+
+// Members is what the image-sharing handlers need.
+type Members interface {
+	AddMember(ctx context.Context, imageID, memberID string) (*engine.Member, error)
+	ListMembers(ctx context.Context, imageID string) ([]*engine.Member, error)
+	GetMember(ctx context.Context, imageID, memberID string) (*engine.Member, error)
+	UpdateMember(ctx context.Context, imageID, memberID, status string) (*engine.Member, error)
+	DeleteMember(ctx context.Context, imageID, memberID string) error
+}
+
+// Tasks is what the tasks handlers need.
+type Tasks interface {
+	ImageTasks(ctx context.Context, imageID string) ([]*engine.Task, error)
+	ListTasks(ctx context.Context, q *engine.TaskListQuery) ([]*engine.Task, string, error)
+	GetTask(ctx context.Context, id string) (*engine.Task, error)
+	CreateTask(ctx context.Context, body map[string]json.RawMessage, requestID string) (*engine.Task, error)
 }
 
 // Stats is the storage usage report the info endpoint serves.
@@ -28,10 +57,17 @@ type Stats interface {
 
 // Options configure the handler.
 type Options struct {
-	Images Images
+	// Images is required. Data, Members and Tasks default to Images when
+	// it implements them (as *engine.Service does).
+	Images  Images
+	Data    ImageData
+	Members Members
+	Tasks   Tasks
 	// Usage, if set, is reported under "mosaic" in GET /v2/info/usage.
 	Usage  Stats
 	Logger *slog.Logger
+	// KeyManager, if set, serves the Barbican v1 secrets subset under /v1.
+	KeyManager KeyManager
 	// MaxJSONBody bounds JSON request bodies; 0 means 1 MiB.
 	MaxJSONBody int64
 }
@@ -50,23 +86,34 @@ func New(o Options) http.Handler {
 	if o.MaxJSONBody == 0 {
 		o.MaxJSONBody = 1 << 20
 	}
+	if o.Data == nil {
+		o.Data, _ = o.Images.(ImageData)
+	}
+	if o.Members == nil {
+		o.Members, _ = o.Images.(Members)
+	}
+	if o.Tasks == nil {
+		o.Tasks, _ = o.Images.(Tasks)
+	}
+	if o.Data == nil || o.Members == nil || o.Tasks == nil {
+		panic("api: Options needs Data, Members and Tasks (or an Images implementing them)")
+	}
 	s := &server{o: o, log: o.Logger, mux: http.NewServeMux()}
 	s.routes()
 	return s.middleware(s.mux)
 }
 
 // route registers a handler for a path and the methods it allows; other
-// methods get 405 with an Allow header, as Glance answers.
+// methods get 405 with an Allow header, as Glance answers. GET and DELETE
+// requests carrying a body get 400, as Glance's body_reject routes.
 func (s *server) route(path string, handlers map[string]http.HandlerFunc) {
-	allow := ""
+	var allowed []string
 	for _, m := range []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"} {
 		if _, ok := handlers[m]; ok {
-			if allow != "" {
-				allow += ", "
-			}
-			allow += m
+			allowed = append(allowed, m)
 		}
 	}
+	allow := strings.Join(allowed, ", ")
 	s.mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
 		h, ok := handlers[r.Method]
 		if !ok {
@@ -74,28 +121,55 @@ func (s *server) route(path string, handlers map[string]http.HandlerFunc) {
 			s.writeError(w, r, errMethodNotAllowed(r.Method))
 			return
 		}
+		if (r.Method == http.MethodGet || r.Method == http.MethodDelete) && hasBody(r) {
+			s.writeError(w, r, newHTTPError(http.StatusBadRequest, "A body is not expected with this request."))
+			return
+		}
 		h(w, r)
 	})
 }
 
+func hasBody(r *http.Request) bool { return r.ContentLength > 0 || len(r.TransferEncoding) > 0 }
+
+type handlers = map[string]http.HandlerFunc
+
 func (s *server) routes() {
 	s.mux.HandleFunc("/{$}", s.versions(http.StatusMultipleChoices))
-	s.route("/versions", map[string]http.HandlerFunc{"GET": s.versions(http.StatusOK)})
+	s.route("/versions", handlers{"GET": s.versions(http.StatusOK)})
 	s.mux.HandleFunc("/v2", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Location", baseURL(r)+"/v2/")
 		w.Header().Set("Content-Type", "text/plain; charset=utf8")
 		w.WriteHeader(http.StatusFound)
 	})
-	s.route("/v2/schemas/image", map[string]http.HandlerFunc{"GET": s.schema("image")})
-	s.route("/v2/schemas/images", map[string]http.HandlerFunc{"GET": s.schema("images")})
-	s.route("/v2/images", map[string]http.HandlerFunc{"GET": s.listImages, "POST": s.createImage})
-	s.route("/v2/images/{image_id}", map[string]http.HandlerFunc{
-		"GET": s.showImage, "DELETE": s.deleteImage,
+	for _, name := range []string{"image", "images", "member", "members", "task", "tasks"} {
+		s.route("/v2/schemas/"+name, handlers{"GET": s.schema(name)})
+	}
+
+	s.route("/v2/images", handlers{"GET": s.listImages, "POST": s.createImage})
+	s.route("/v2/images/{image_id}", handlers{"GET": s.showImage, "PATCH": s.patchImage, "DELETE": s.deleteImage})
+	s.route("/v2/images/{image_id}/file", handlers{"GET": s.downloadImage, "PUT": s.uploadImage})
+	s.route("/v2/images/{image_id}/stage", handlers{"PUT": s.stageImage})
+	s.route("/v2/images/{image_id}/import", handlers{"POST": s.importImage})
+	s.route("/v2/images/{image_id}/tasks", handlers{"GET": s.imageTasks})
+	s.route("/v2/images/{image_id}/actions/deactivate", handlers{"POST": s.deactivate})
+	s.route("/v2/images/{image_id}/actions/reactivate", handlers{"POST": s.reactivate})
+	s.route("/v2/images/{image_id}/tags/{tag}", handlers{"PUT": s.addTag, "DELETE": s.deleteTag})
+	s.route("/v2/images/{image_id}/members", handlers{"GET": s.listMembers, "POST": s.addMember})
+	s.route("/v2/images/{image_id}/members/{member_id}", handlers{
+		"GET": s.getMember, "PUT": s.updateMember, "DELETE": s.deleteMember,
 	})
-	s.route("/v2/images/{image_id}/file", map[string]http.HandlerFunc{
-		"GET": s.downloadImage, "PUT": s.uploadImage,
-	})
-	s.route("/v2/info/usage", map[string]http.HandlerFunc{"GET": s.usage})
+	s.route("/v2/stores/{store_id}/{image_id}", handlers{"DELETE": s.deleteFromStore})
+
+	s.route("/v2/tasks", handlers{"GET": s.listTasks, "POST": s.createTask})
+	s.route("/v2/tasks/{task_id}", handlers{"GET": s.getTask, "DELETE": s.deleteTask})
+
+	s.route("/v2/info/import", handlers{"GET": s.importInfo})
+	s.route("/v2/info/stores", handlers{"GET": s.storesInfo})
+	s.route("/v2/info/stores/detail", handlers{"GET": s.storesDetail})
+	s.route("/v2/info/usage", handlers{"GET": s.usage})
+	s.route("/v2/cache", handlers{"GET": s.cache(engine.ActionCacheList), "DELETE": s.cache(engine.ActionCacheDelete)})
+	s.route("/v2/cache/{image_id}", handlers{"PUT": s.cache(engine.ActionCacheImage), "DELETE": s.cache(engine.ActionCacheDelete)})
+	s.keyManagerRoutes()
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, errNotFoundPath)
 	})

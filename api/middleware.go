@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/mosaicimg/mosaic/engine"
@@ -24,11 +25,31 @@ func (s *server) middleware(next http.Handler) http.Handler {
 		// Authentication is off: every request acts as Glance's
 		// unauthenticated context (auth modes replace this).
 		r = r.WithContext(engine.WithCaller(r.Context(), engine.NoAuthCaller()))
+		if p, ok := versionedPath(r.URL.Path); ok {
+			r.URL.Path, r.URL.RawPath = p, ""
+		}
 		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
 		next.ServeHTTP(rec, r)
 		s.log.Debug("request", "method", r.Method, "path", r.URL.Path, "status", rec.status,
 			"duration", time.Since(start), "request_id", id)
 	})
+}
+
+// versionedPath maps Glance's minor-version prefixes (/v2.0 … /v2.15) to
+// /v2, as its version negotiation does: minor versions are informational.
+func versionedPath(p string) (string, bool) {
+	rest, ok := strings.CutPrefix(p, "/v2.")
+	if !ok {
+		return "", false
+	}
+	i := 0
+	for i < len(rest) && rest[i] >= '0' && rest[i] <= '9' {
+		i++
+	}
+	if i == 0 || i > 2 || (i < len(rest) && rest[i] != '/') {
+		return "", false
+	}
+	return "/v2" + rest[i:], true
 }
 
 type statusRecorder struct {

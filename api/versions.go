@@ -6,8 +6,8 @@ import (
 )
 
 // apiVersions are the minor versions advertised, newest first: Zed's list
-// for a node with an image cache and a single store.
-var apiVersions = []string{"2.16", "2.15", "2.14", "2.9", "2.7", "2.6", "2.5", "2.4", "2.3", "2.2", "2.1", "2.0"}
+// for a multi-store node without the cache API (2.14 and 2.16 add it).
+var apiVersions = []string{"2.15", "2.13", "2.12", "2.11", "2.10", "2.9", "2.8", "2.7", "2.6", "2.5", "2.4", "2.3", "2.2", "2.1", "2.0"}
 
 func (s *server) versions(status int) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {

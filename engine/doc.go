@@ -1,7 +1,10 @@
 // Package engine is the vocabulary and the domain logic of Mosaic: content
 // addresses (ChunkID), manifests, image records and their Glance state
 // machine, the ingest and read paths, and the small interfaces the rest of
-// the system implements (ChunkStore, ImageStore).
+// the system implements (ChunkStore, ImageStore, SecretStore). It also holds
+// the key manager (KeyManager: certificates per project, one policy
+// function) and image signature verification (SignatureSpec at upload,
+// SignatureGate before an open, see docs/signing.md).
 //
 // engine depends only on chunker among Mosaic's packages. Storage back ends
 // (engine/pebblestore), the Raft metadata layer (raftmeta), the HTTP edge

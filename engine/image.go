@@ -88,6 +88,18 @@ type Image struct {
 	Upload *UploadRef `json:"upload,omitempty"`
 	// Signature is the result of signature verification, if any was done.
 	Signature *SignatureResult `json:"signature,omitempty"`
+	// Staged is data stored by PUT /stage, waiting for a glance-direct import.
+	Staged *StagedData `json:"staged,omitempty"`
+}
+
+// StagedData is content ingested by a stage request: already chunked,
+// hashed and durable, so the glance-direct import only commits it.
+type StagedData struct {
+	Root        ChunkID `json:"root"`
+	Size        int64   `json:"size"`
+	Checksum    string  `json:"checksum"`
+	OSHashAlgo  string  `json:"os_hash_algo"`
+	OSHashValue string  `json:"os_hash_value"`
 }
 
 // UploadRef names a live upload.
@@ -101,6 +113,9 @@ type UploadRef struct {
 type SignatureResult struct {
 	Verified bool   `json:"verified"`
 	Reason   string `json:"reason,omitempty"`
+	// Fingerprint identifies the img_signature* values that were checked
+	// (SignatureSpec.Fingerprint), so a later change of them is noticed.
+	Fingerprint string `json:"fingerprint,omitempty"`
 }
 
 // Clone returns a deep copy of img.
@@ -129,6 +144,10 @@ func (img *Image) Clone() *Image {
 	if img.Signature != nil {
 		v := *img.Signature
 		c.Signature = &v
+	}
+	if img.Staged != nil {
+		v := *img.Staged
+		c.Staged = &v
 	}
 	c.Tags = slices.Clone(img.Tags)
 	c.Properties = maps.Clone(img.Properties)

@@ -24,8 +24,13 @@ type ServiceConfig struct {
 	ImageSizeCap int64
 	Ingest       IngestConfig
 	Reader       ReaderConfig
+	// Import filters web-download URIs (Glance's import_filtering_opts).
+	Import ImportConfig
 	// ChunkCacheBytes bounds the decoded-chunk cache; 0 means 256 MiB.
 	ChunkCacheBytes int64
+	// Certificates resolves img_signature_certificate_uuid (the key
+	// manager); nil refuses uploads of signed images.
+	Certificates CertificateSource
 	// Now and NewID may be replaced in tests.
 	Now   func() time.Time
 	NewID func() string
@@ -72,6 +77,8 @@ type Service struct {
 
 	mu        sync.Mutex
 	manifests map[ChunkID]*Manifest // small cache of loaded manifests
+
+	bg backgroundTasks // import tasks running on this node
 }
 
 // NewService returns a Service over the given stores. pins may be shared
@@ -123,6 +130,9 @@ func (s *Service) Create(ctx context.Context, img *Image) (*Image, error) {
 	img.Checksum, img.OSHashAlgo, img.OSHashValue = "", "", ""
 	img.ManifestRoot = ChunkID{}
 	img.Upload, img.Signature, img.DeletedAt = nil, nil, nil
+	if err := checkSignatureEdit(nil, img); err != nil {
+		return nil, err
+	}
 	out, err := s.images.CreateImage(ctx, img)
 	if errors.Is(err, ErrExists) {
 		return nil, Errorf(ErrExists, "Image ID %s already exists!", img.ID)
@@ -157,6 +167,9 @@ func (s *Service) Update(ctx context.Context, id string, mutate func(*Image) err
 		}
 		next := cur.Clone()
 		if err := mutate(next); err != nil {
+			return nil, err
+		}
+		if err := checkSignatureEdit(cur, next); err != nil {
 			return nil, err
 		}
 		next.UpdatedAt = s.now()
@@ -210,7 +223,8 @@ func (s *Service) Delete(ctx context.Context, id string) error {
 
 // Upload stores r as the content of a queued image and makes it active.
 // On failure the image returns to queued and the chunks written become
-// garbage.
+// garbage. A signed image (img_signature* properties) becomes active only if
+// its signature verifies over the uploaded stream; otherwise it is killed.
 func (s *Service) Upload(ctx context.Context, id string, r io.Reader) (*Image, error) {
 	img, err := s.Get(ctx, id)
 	if err != nil {
@@ -221,6 +235,10 @@ func (s *Service) Upload(ctx context.Context, id string, r io.Reader) (*Image, e
 	}
 	if img.DiskFormat == "" || img.ContainerFormat == "" {
 		return nil, Errorf(ErrInvalid, "Properties disk_format, container_format must be set prior to saving data.")
+	}
+	sig, err := s.prepareSignature(ctx, img)
+	if err != nil {
+		return nil, err
 	}
 	ref := &UploadRef{Node: s.cfg.NodeID, Nonce: nonce(), Started: s.now()}
 	if _, err := s.transition(ctx, id, StatusQueued, StatusSaving, func(img *Image) { img.Upload = ref }); err != nil {
@@ -234,10 +252,13 @@ func (s *Service) Upload(ctx context.Context, id string, r io.Reader) (*Image, e
 	if algo == "" {
 		algo = s.cfg.OSHashAlgo
 	}
-	res, err := s.ingester.Ingest(ctx, r, IngestOptions{OSHashAlgo: algo, MaxSize: s.cfg.ImageSizeCap})
+	res, err := s.ingester.Ingest(ctx, r, IngestOptions{OSHashAlgo: algo, MaxSize: s.cfg.ImageSizeCap, SignatureHash: sig.hash()})
 	if err != nil {
 		s.restoreQueued(id, ref, err)
 		return nil, err
+	}
+	if err := sig.verify(res, s.cfg.Now()); err != nil {
+		return nil, s.killUpload(id, ref, sig, err)
 	}
 	out, err := s.Update(ctx, id, func(img *Image) error {
 		if img.Status != StatusSaving || img.Upload == nil || *img.Upload != *ref {
@@ -255,6 +276,7 @@ func (s *Service) Upload(ctx context.Context, id string, r io.Reader) (*Image, e
 		img.OSHashValue = hex.EncodeToString(res.OSHash)
 		img.ManifestRoot = res.Root
 		img.Upload = nil
+		img.Signature = sig.result()
 		return nil
 	})
 	if err != nil {

@@ -30,6 +30,9 @@ type Options struct {
 	// AttrTimeout is how long the kernel may cache attributes. Content is
 	// immutable, so this can be long.
 	AttrTimeout time.Duration
+	// Signatures, if set, verifies signed images at open (EACCES when the
+	// signature does not verify) and reports user.mosaic.signature.
+	Signatures SignatureChecker
 }
 
 func (o *Options) defaults() {
@@ -180,6 +183,9 @@ func (f *imageFile) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint
 	}
 	if img.Status != engine.StatusActive || img.ManifestRoot != f.root {
 		return nil, 0, syscall.ENOENT
+	}
+	if err := f.checkSignature(ctx, img); err != nil {
+		return nil, 0, errnoFor(f.o.Logger, "open", f.id, err)
 	}
 	if _, err := f.readerFor(ctx, img); err != nil {
 		return nil, 0, errnoFor(f.o.Logger, "open", f.id, err)

@@ -35,7 +35,7 @@ func Mount(dir string, src ImageSource, o Options) (*fuse.Server, error) {
 			MaxWrite:      1 << 20,
 			MaxReadAhead:  1 << 20,
 			AllowOther:    os.Geteuid() == 0,
-			DisableXAttrs: true,
+			DisableXAttrs: false, // user.mosaic.signature
 		},
 	}
 	srv, err := fs.Mount(dir, NewRoot(src, o), opts)

@@ -27,6 +27,14 @@ func applyCommand(st *state, data []byte) *applyResult {
 		var c deleteImageV1
 		mustDecode(t, version, 1, body, &c)
 		return applyDeleteImage(st, c)
+	case CmdCreateSecret, CmdDeleteSecret:
+		return applySecretCommand(st, t, version, body)
+	}
+	if res, ok := applyMemberCommand(st, t&^IgnorableFlag, version, body); ok {
+		return res
+	}
+	if res, ok := applyTaskCommand(st, t&^IgnorableFlag, version, body); ok {
+		return res
 	}
 	if t&IgnorableFlag != 0 {
 		return &applyResult{}
@@ -53,6 +61,7 @@ func applyCreateImage(st *state, c createImageV1) *applyResult {
 	img := c.Image
 	img.Revision = 1
 	st.images[img.ID] = img
+	st.indexImage(nil, img)
 	return &applyResult{Image: img.Clone()}
 }
 
@@ -71,6 +80,7 @@ func applyUpdateImage(st *state, c updateImageV1) *applyResult {
 	img := c.Image
 	img.Revision = cur.Revision + 1
 	st.images[img.ID] = img
+	st.indexImage(cur, img)
 	return &applyResult{Image: img.Clone()}
 }
 
@@ -84,5 +94,6 @@ func applyDeleteImage(st *state, c deleteImageV1) *applyResult {
 			c.ID, engine.ErrConflict, cur.Revision, c.IfRevision)}
 	}
 	delete(st.images, c.ID)
+	st.unindexImage(cur)
 	return &applyResult{}
 }

@@ -35,6 +35,15 @@ func (t CommandType) String() string {
 	case CmdDeleteImage:
 		return "delete-image"
 	}
+	if name := secretCommandName(t); name != "" {
+		return name
+	}
+	if name, ok := memberCommandName(t &^ IgnorableFlag); ok {
+		return name
+	}
+	if name, ok := taskCommandName(t &^ IgnorableFlag); ok {
+		return name
+	}
 	return fmt.Sprintf("command-%d", byte(t))
 }
 
@@ -65,6 +74,7 @@ func encodeCommand(t CommandType, version byte, body any) ([]byte, error) {
 
 // applyResult is what Apply returns for every command.
 type applyResult struct {
-	Err   error
-	Image *engine.Image
+	Err    error
+	Image  *engine.Image
+	Member *engine.Member
 }

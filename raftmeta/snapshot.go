@@ -65,6 +65,20 @@ func writeSnapshot(w io.Writer, st *state) error {
 		}
 		n++
 	}
+	ns, err := writeSecretRecords(enc, st)
+	if err != nil {
+		return err
+	}
+	n += ns
+	m, err := writeMemberRecords(enc, st)
+	if err != nil {
+		return err
+	}
+	n += m
+	if m, err = writeTaskRecords(enc, st); err != nil {
+		return err
+	}
+	n += m
 	if err := enc.Encode(snapshotRecord{T: "end", N: n}); err != nil {
 		return err
 	}
@@ -97,10 +111,19 @@ func readSnapshot(r io.Reader) (*state, error) {
 				return nil, fmt.Errorf("raftmeta: restore image: %w", err)
 			}
 			st.images[img.ID] = &img
+		case "secret":
+			if err := readSecretRecord(st, rec.V); err != nil {
+				return nil, err
+			}
+		case "member", "task":
+			if err := restoreRecord(st, rec); err != nil {
+				return nil, err
+			}
 		case "end":
 			if rec.N != n {
 				return nil, fmt.Errorf("raftmeta: restore: %d records, end says %d", n, rec.N)
 			}
+			st.rebuildIndex()
 			return st, nil
 		default:
 			return nil, fmt.Errorf("raftmeta: restore: unknown record type %q", rec.T)

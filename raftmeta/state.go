@@ -9,14 +9,22 @@ import (
 // state is the replicated metadata. Stored values are never mutated in
 // place: Apply replaces them, so a snapshot can share them.
 type state struct {
-	images map[string]*engine.Image
+	images  map[string]*engine.Image
+	secrets map[string]*engine.Secret
+	// members: image ID → member ID → membership (inner maps are replaced, never changed).
+	members map[string]map[string]*engine.Member
+	tasks   map[string]*engine.Task
+	// byCreated orders the images for lists; not part of snapshots.
+	byCreated createdIndex
 }
 
 func newState() *state {
-	return &state{images: map[string]*engine.Image{}}
+	return &state{images: map[string]*engine.Image{}, secrets: map[string]*engine.Secret{},
+		members: map[string]map[string]*engine.Member{}, tasks: map[string]*engine.Task{}}
 }
 
 // view returns a copy of the maps sharing the (immutable) values.
 func (s *state) view() *state {
-	return &state{images: maps.Clone(s.images)}
+	return &state{images: maps.Clone(s.images), secrets: maps.Clone(s.secrets),
+		members: maps.Clone(s.members), tasks: maps.Clone(s.tasks)}
 }

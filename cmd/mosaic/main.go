@@ -2,6 +2,7 @@
 // service with a deduplicating, content-addressed store.
 //
 //	mosaic serve [flags]     run a node (API, Raft member, chunk store, optional FUSE mount)
+//	mosaic verify IMAGE      re-stream an image and verify its content and signature
 //	mosaic version           print the version
 //
 // Flags may also be set in the environment as MOSAIC_<FLAG> (upper case,
@@ -34,6 +35,8 @@ func run(ctx context.Context, args []string) error {
 	switch args[0] {
 	case "serve":
 		return serve(ctx, args[1:])
+	case "verify":
+		return verify(ctx, args[1:])
 	case "version":
 		fmt.Println("mosaic", version)
 		return nil
@@ -48,6 +51,7 @@ func usage() error {
 
 commands:
   serve     run a node: Glance v2 API, Raft member, chunk store, optional FUSE mount
+  verify    re-stream an image, recompute its digest, check signature and certificate
   version   print the version
 
 Run 'mosaic <command> -h' for a command's flags. Every flag can also be set

@@ -29,6 +29,18 @@ type serveConfig struct {
 	mountDir   string
 	logLevel   string
 	cacheBytes int64
+	// verifySigs and trustedCA: the mount's signature verification.
+	verifySigs bool
+	trustedCA  stringList
+	// importHosts, if set, are the only hosts web-download may use (any port).
+	importHosts string
+}
+
+func (c serveConfig) importConfig() engine.ImportConfig {
+	if c.importHosts == "" {
+		return engine.ImportConfig{}
+	}
+	return engine.ImportConfig{AllowedHosts: strings.Split(c.importHosts, ","), AnyPort: true}
 }
 
 func serve(ctx context.Context, args []string) error {
@@ -41,6 +53,9 @@ func serve(ctx context.Context, args []string) error {
 	fs.StringVar(&c.mountDir, "mount", "", "mount the read-only FUSE image tree at this directory")
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.Int64Var(&c.cacheBytes, "chunk-cache-bytes", 256<<20, "decoded chunk cache size in bytes")
+	fs.BoolVar(&c.verifySigs, "verify-signatures", false, "with --mount: verify signed images before they are opened and refuse (EACCES) those that fail")
+	fs.Var(&c.trustedCA, "trusted-ca", "with --verify-signatures: PEM file of certificates signing certificates must chain to (repeatable)")
+	fs.StringVar(&c.importHosts, "import-allowed-hosts", "", "comma-separated hosts web-download may fetch from (default: any public host on ports 80/443)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -117,12 +132,17 @@ func startNode(ctx context.Context, c serveConfig, log *slog.Logger) (_ *node, e
 		return nil, err
 	}
 
-	svc, err := engine.NewService(engine.ServiceConfig{NodeID: c.nodeID, ChunkCacheBytes: c.cacheBytes},
+	keys := engine.NewKeyManager(meta, engine.KeyManagerConfig{})
+	svc, err := engine.NewService(engine.ServiceConfig{NodeID: c.nodeID, ChunkCacheBytes: c.cacheBytes,
+		Certificates: keys, Import: c.importConfig()},
 		meta, chunks, nil, log)
 	if err != nil {
 		return nil, err
 	}
 	if err := svc.RecoverUploads(ctx); err != nil {
+		return nil, err
+	}
+	if err := svc.RecoverImports(ctx); err != nil {
 		return nil, err
 	}
 
@@ -131,7 +151,7 @@ func startNode(ctx context.Context, c serveConfig, log *slog.Logger) (_ *node, e
 		return nil, fmt.Errorf("listen %s: %w", c.apiAddr, err)
 	}
 	srv := &http.Server{
-		Handler:           api.New(api.Options{Images: svc, Usage: svc, Logger: log}),
+		Handler:           api.New(api.Options{Images: svc, Usage: svc, Logger: log, KeyManager: keys}),
 		ReadHeaderTimeout: 30 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
@@ -148,7 +168,15 @@ func startNode(ctx context.Context, c serveConfig, log *slog.Logger) (_ *node, e
 	log.Info("API listening", "addr", ln.Addr().String(), "raft", c.raftAddr, "data", c.dataDir)
 
 	if c.mountDir != "" {
-		fsrv, err := fusefs.Mount(c.mountDir, svc, fusefs.Options{Logger: log})
+		fo := fusefs.Options{Logger: log}
+		if c.verifySigs {
+			trusted, err := loadCertPool(c.trustedCA)
+			if err != nil {
+				return nil, err
+			}
+			fo.Signatures = engine.NewSignatureGate(svc, engine.SignatureGateConfig{Trusted: trusted, Logger: log})
+		}
+		fsrv, err := fusefs.Mount(c.mountDir, svc, fo)
 		if err != nil {
 			return nil, err
 		}

@@ -1,0 +1,159 @@
+package compat
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mosaicimg/mosaic/testing/harness"
+)
+
+// sharedDir finds the shared/ directory beside the repository (or above a
+// worktree of it), or $MOSAIC_SHARED.
+func sharedDir(t *testing.T) string {
+	t.Helper()
+	if d := os.Getenv("MOSAIC_SHARED"); d != "" {
+		return d
+	}
+	dir := harness.RepoRoot(t)
+	for {
+		cand := filepath.Join(dir, "shared")
+		if _, err := os.Stat(filepath.Join(cand, "glance", "real-glance", "edge-cases.sh")); err == nil {
+			return cand
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			t.Fatalf("shared/glance/real-glance/edge-cases.sh not found beside or above %s (set MOSAIC_SHARED)", harness.RepoRoot(t))
+		}
+		dir = parent
+	}
+}
+
+// edgeResult is one row of edge-cases.sh's results.tsv.
+type edgeResult struct {
+	n      int
+	name   string
+	status string
+	body   string
+}
+
+func readTSV(t *testing.T, path string) map[int]edgeResult {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[int]edgeResult{}
+	for i, line := range strings.Split(strings.TrimRight(string(b), "\n"), "\n") {
+		if i == 0 {
+			continue
+		}
+		f := strings.Split(line, "\t")
+		if len(f) < 6 {
+			t.Fatalf("%s line %d: %d fields", path, i+1, len(f))
+		}
+		n, err := strconv.Atoi(f[0])
+		if err != nil {
+			t.Fatalf("%s line %d: %v", path, i+1, err)
+		}
+		out[n] = edgeResult{n: n, name: f[1], status: f[3], body: f[5]}
+	}
+	return out
+}
+
+// knownDifference is a row of docs/compat.md's edge-case table:
+// | n | case | Glance | Mosaic | reason |
+type knownDifference struct {
+	name, glance, mosaic string
+}
+
+func readKnown(t *testing.T) map[int]knownDifference {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(harness.RepoRoot(t), "docs", "compat.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[int]knownDifference{}
+	in := false
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "## ") {
+			in = strings.Contains(line, "Edge-case status differences")
+			continue
+		}
+		if !in || !strings.HasPrefix(line, "|") {
+			continue
+		}
+		cells := strings.Split(strings.Trim(line, "|"), "|")
+		if len(cells) < 5 {
+			continue
+		}
+		n, err := strconv.Atoi(strings.TrimSpace(cells[0]))
+		if err != nil {
+			continue // header or separator
+		}
+		if strings.TrimSpace(cells[4]) == "" {
+			t.Fatalf("docs/compat.md: difference %d has no reason", n)
+		}
+		out[n] = knownDifference{name: strings.TrimSpace(cells[1]), glance: strings.TrimSpace(cells[2]), mosaic: strings.TrimSpace(cells[3])}
+	}
+	return out
+}
+
+func TestEdgeCasesMatchGlance(t *testing.T) {
+	harness.RequireTool(t, "curl", "curl")
+	harness.RequireTool(t, "python3", "python3")
+	shared := sharedDir(t)
+	node := harness.StartNode(t, harness.NodeOptions{})
+	out := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
+	start := time.Now()
+	harness.Run(t, ctx, nil, "bash", filepath.Join(shared, "glance", "real-glance", "edge-cases.sh"), node.URL(), "x", out)
+	got := readTSV(t, filepath.Join(out, "results.tsv"))
+	want := readTSV(t, filepath.Join(shared, "glance", "expected", "edge-noauth.tsv"))
+	known := readKnown(t)
+
+	matched := 0
+	for n := 1; n <= len(want); n++ {
+		w, ok := want[n]
+		if !ok {
+			t.Fatalf("expected table lacks case %d", n)
+		}
+		g, ok := got[n]
+		if !ok {
+			t.Errorf("case %d (%s): Mosaic's run has no result", n, w.name)
+			continue
+		}
+		if g.name != w.name {
+			t.Fatalf("case %d: script case %q, expected table %q: the script and the table disagree", n, g.name, w.name)
+		}
+		k, listed := known[n]
+		if g.status == w.status {
+			matched++
+			if listed {
+				t.Errorf("case %d (%s) now matches Glance (%s) but docs/compat.md still lists it as a difference", n, w.name, w.status)
+			}
+			continue
+		}
+		switch {
+		case !listed:
+			t.Errorf("case %d (%s): Glance %s, Mosaic %s (%s): fix it or list it in docs/compat.md", n, w.name, w.status, g.status, g.body)
+		case k.glance != w.status || k.mosaic != g.status:
+			t.Errorf("case %d (%s): Glance %s, Mosaic %s, but docs/compat.md says %s/%s", n, w.name, w.status, g.status, k.glance, k.mosaic)
+		}
+	}
+	for n := range known {
+		if _, ok := want[n]; !ok {
+			t.Errorf("docs/compat.md lists case %d, which the edge-case table does not have", n)
+		}
+	}
+	summary := fmt.Sprintf("compat: %d of %d edge-case status codes match Glance 25.1 (%d listed differences) in %v",
+		matched, len(want), len(want)-matched, time.Since(start).Round(time.Second))
+	t.Log(summary)
+	fmt.Fprintln(os.Stderr, summary)
+}
