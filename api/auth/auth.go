@@ -84,6 +84,9 @@ func LoadTokenFile(path string) (*TokenFile, error) {
 	return t, nil
 }
 
+// Len returns the number of tokens.
+func (t *TokenFile) Len() int { return len(t.tokens) }
+
 // Authenticate implements Authenticator.
 func (t *TokenFile) Authenticate(_ context.Context, r *http.Request) (*engine.Caller, error) {
 	tok := r.Header.Get("X-Auth-Token")

@@ -22,6 +22,10 @@ type KeystoneConfig struct {
 	// URL is Keystone's base URL, e.g. http://127.0.0.1:5000 (with or
 	// without /v3).
 	URL string
+	// PublicURL is the Keystone URL clients are told to authenticate at
+	// (WWW-Authenticate, keystonemiddleware's www_authenticate_uri);
+	// "" means URL.
+	PublicURL string
 	// Service credentials: when set, tokens are validated with a service
 	// token (as keystonemiddleware does); when empty, each token validates
 	// itself.
@@ -101,7 +105,36 @@ func NewKeystone(cfg KeystoneConfig) (*Keystone, error) {
 
 // Challenge implements Authenticator: keystonemiddleware's header.
 func (k *Keystone) Challenge() string {
-	return fmt.Sprintf("Keystone uri=%q", strings.TrimSuffix(k.base, "/v3"))
+	u := strings.TrimSuffix(k.base, "/v3")
+	if k.cfg.PublicURL != "" {
+		u = strings.TrimSuffix(strings.TrimRight(k.cfg.PublicURL, "/"), "/v3")
+	}
+	return fmt.Sprintf("Keystone uri=%q", u)
+}
+
+// Check asks Keystone for its v3 version document and, with service
+// credentials, issues the service token: it tells an operator at start
+// whether tokens can be validated. Errors match engine.ErrUnavailable.
+func (k *Keystone) Check(ctx context.Context) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, k.base, nil)
+	if err != nil {
+		return fmt.Errorf("auth: keystone check: %w", err)
+	}
+	req.Header.Set("Accept", "application/json")
+	resp, err := k.cfg.Client.Do(req)
+	if err != nil {
+		return fmt.Errorf("auth: keystone check: %w: %v", engine.ErrUnavailable, err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("auth: keystone check: %w: GET %s: HTTP %d", engine.ErrUnavailable, k.base, resp.StatusCode)
+	}
+	if k.cfg.ServiceUser != "" {
+		if _, err := k.serviceToken(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Authenticate implements Authenticator.

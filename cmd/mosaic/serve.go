@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/mosaicimg/mosaic/api"
+	"github.com/mosaicimg/mosaic/api/auth"
 	"github.com/mosaicimg/mosaic/engine"
 	"github.com/mosaicimg/mosaic/engine/pebblestore"
 	"github.com/mosaicimg/mosaic/fusefs"
@@ -34,6 +35,9 @@ type serveConfig struct {
 	trustedCA  stringList
 	// importHosts, if set, are the only hosts web-download may use (any port).
 	importHosts string
+	// auth configures authentication; authn is what it built.
+	auth  authFlags
+	authn auth.Authenticator
 }
 
 func (c serveConfig) importConfig() engine.ImportConfig {
@@ -56,11 +60,15 @@ func serve(ctx context.Context, args []string) error {
 	fs.BoolVar(&c.verifySigs, "verify-signatures", false, "with --mount: verify signed images before they are opened and refuse (EACCES) those that fail")
 	fs.Var(&c.trustedCA, "trusted-ca", "with --verify-signatures: PEM file of certificates signing certificates must chain to (repeatable)")
 	fs.StringVar(&c.importHosts, "import-allowed-hosts", "", "comma-separated hosts web-download may fetch from (default: any public host on ports 80/443)")
+	c.auth.register(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	log, err := newLogger(c.logLevel)
 	if err != nil {
+		return err
+	}
+	if c.authn, err = c.auth.authenticator(c.apiAddr, log); err != nil {
 		return err
 	}
 	n, err := startNode(ctx, c, log)
@@ -97,9 +105,6 @@ func startNode(ctx context.Context, c serveConfig, log *slog.Logger) (_ *node, e
 			_ = n.close()
 		}
 	}()
-	if !isLoopback(c.apiAddr) {
-		log.Warn("API listens beyond loopback without authentication", "addr", c.apiAddr)
-	}
 	if err := os.MkdirAll(c.dataDir, 0o750); err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
@@ -151,7 +156,7 @@ func startNode(ctx context.Context, c serveConfig, log *slog.Logger) (_ *node, e
 		return nil, fmt.Errorf("listen %s: %w", c.apiAddr, err)
 	}
 	srv := &http.Server{
-		Handler:           api.New(api.Options{Images: svc, Usage: svc, Logger: log, KeyManager: keys}),
+		Handler:           api.New(api.Options{Images: svc, Usage: svc, Logger: log, KeyManager: keys, Auth: c.authn}),
 		ReadHeaderTimeout: 30 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
