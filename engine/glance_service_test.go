@@ -317,13 +317,19 @@ func TestListScopeAndRoles(t *testing.T) {
 		t.Fatalf("reader creates: %v", err)
 	}
 	for name, err := range map[string]error{
-		"tag":         svc.AddTag(readerA, priv.ID, "x"),
-		"delete":      svc.DeleteImage(readerA, priv.ID),
-		"deactivate":  svc.Deactivate(readerA, priv.ID),
-		"member":      func() error { _, err := svc.AddMember(readerA, shared.ID, "pC"); return err }(),
-		"upload":      func() error { _, err := svc.UploadData(readerA, priv.ID, bytes.NewReader([]byte("x"))); return err }(),
-		"patch":       func() error { _, err := svc.PatchImage(readerA, priv.ID, mustPatch(t, `[{"op":"replace","path":"/name","value":"x"}]`)); return err }(),
-		"communitize": func() error { _, err := svc.PatchImage(readerA, priv.ID, mustPatch(t, `[{"op":"replace","path":"/visibility","value":"community"}]`)); return err }(),
+		"tag":        svc.AddTag(readerA, priv.ID, "x"),
+		"delete":     svc.DeleteImage(readerA, priv.ID),
+		"deactivate": svc.Deactivate(readerA, priv.ID),
+		"member":     func() error { _, err := svc.AddMember(readerA, shared.ID, "pC"); return err }(),
+		"upload":     func() error { _, err := svc.UploadData(readerA, priv.ID, bytes.NewReader([]byte("x"))); return err }(),
+		"patch": func() error {
+			_, err := svc.PatchImage(readerA, priv.ID, mustPatch(t, `[{"op":"replace","path":"/name","value":"x"}]`))
+			return err
+		}(),
+		"communitize": func() error {
+			_, err := svc.PatchImage(readerA, priv.ID, mustPatch(t, `[{"op":"replace","path":"/visibility","value":"community"}]`))
+			return err
+		}(),
 	} {
 		if !errors.Is(err, engine.ErrForbidden) {
 			t.Errorf("reader %s: %v, want forbidden", name, err)
