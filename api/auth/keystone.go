@@ -333,6 +333,9 @@ func (k *Keystone) serviceToken(ctx context.Context) (string, error) {
 		return "", fmt.Errorf("auth: keystone service token: %w", err)
 	}
 	req.Header.Set("Content-Type", "application/json")
+	// Issuing a token twice is harmless: let net/http resend the POST when
+	// Keystone's server closed the idle connection it went out on.
+	req.Header["Idempotency-Key"] = nil
 	resp, err := k.cfg.Client.Do(req)
 	if err != nil {
 		return "", fmt.Errorf("auth: keystone service token: %w: %v", engine.ErrUnavailable, err)

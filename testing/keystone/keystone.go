@@ -54,7 +54,7 @@ func Shared(t testing.TB) *Keystone {
 			if pw == "" {
 				pw = "adminpw"
 			}
-			shared = &Keystone{URL: strings.TrimRight(u, "/"), AdminPassword: pw, client: &http.Client{Timeout: 30 * time.Second}}
+			shared = &Keystone{URL: strings.TrimRight(u, "/"), AdminPassword: pw, client: newClient()}
 			return
 		}
 		shared, startErr = start(harness.RepoRoot(t))
@@ -101,8 +101,15 @@ func start(root string) (*Keystone, error) {
 	}
 	return &Keystone{
 		URL: strings.TrimSpace(lastLine(string(out))), AdminPassword: "adminpw",
-		pidFile: filepath.Join(dir, "uwsgi.pid"), client: &http.Client{Timeout: 30 * time.Second},
+		pidFile: filepath.Join(dir, "uwsgi.pid"), client: newClient(),
 	}, nil
+}
+
+// newClient returns the harness's client. It opens a connection per
+// request: uwsgi closes idle keep-alive connections on its own schedule,
+// and a POST sent on one it just closed fails with EOF and is not retried.
+func newClient() *http.Client {
+	return &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 }
 
 func lastLine(s string) string {
@@ -276,4 +283,34 @@ func parseTime(s string) (time.Time, error) {
 		return t, nil
 	}
 	return time.ParseInLocation("2006-01-02T15:04:05.999999999", s, time.UTC)
+}
+
+// AddImageEndpoint registers url as the public image (Glance) endpoint of
+// a new service in a new region, so that clients which read the catalog
+// (openstack, gophercloud with a Keystone session) find Mosaic there. The
+// region is unique to the caller: pass it as --os-region-name.
+func (k *Keystone) AddImageEndpoint(t testing.TB, region, url string) {
+	t.Helper()
+	if _, err := k.call("POST", "/regions", k.admin(t), map[string]any{"region": map[string]any{"id": region}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	var svc struct{ Service struct{ ID string } }
+	if _, err := k.call("POST", "/services", k.admin(t), map[string]any{"service": map[string]any{"type": "image", "name": "mosaic-" + region}}, &svc); err != nil {
+		t.Fatal(err)
+	}
+	// Clients look up Keystone itself in the region too (to resolve
+	// project names), so the region gets an identity endpoint as well.
+	var identity struct{ Services []struct{ ID string } }
+	if _, err := k.call("GET", "/services?type=identity", k.admin(t), nil, &identity); err != nil || len(identity.Services) == 0 {
+		t.Fatalf("keystone identity service: %v (%d found)", err, len(identity.Services))
+	}
+	for _, ep := range []struct{ service, url string }{{svc.Service.ID, url}, {identity.Services[0].ID, k.URL + "/v3/"}} {
+		for _, iface := range []string{"public", "internal"} {
+			if _, err := k.call("POST", "/endpoints", k.admin(t), map[string]any{"endpoint": map[string]any{
+				"service_id": ep.service, "interface": iface, "url": ep.url, "region_id": region,
+			}}, nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
 }

@@ -40,6 +40,11 @@ key_repository = $W/credential-keys
 CONF
 km() { keystone-manage --config-file "$W/keystone.conf" "$@" >>"$W/manage.log" 2>&1; }
 km db_sync
+# WAL journal: a reader never blocks a writer. Keystone leaves a read
+# transaction open on a pooled connection after some failed validations;
+# in sqlite's default journal mode that makes the next write (a project,
+# a service) fail with "database is locked" after 5 s.
+python3 -c 'import sqlite3, sys; sqlite3.connect(sys.argv[1]).execute("PRAGMA journal_mode=WAL")' "$W/keystone.db"
 km fernet_setup --keystone-user "$(id -un)" --keystone-group "$(id -gn)"
 km credential_setup --keystone-user "$(id -un)" --keystone-group "$(id -gn)"
 km bootstrap --bootstrap-password "$PW" --bootstrap-admin-url "$URL/v3/" \
