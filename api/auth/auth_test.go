@@ -155,3 +155,40 @@ func TestKeystoneExpiredTokens(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 }
+
+// BenchmarkAuthenticate is the per-request cost of each mode's lookup
+// once Keystone's cache is warm: what issue 6's figure is made of.
+func BenchmarkAuthenticate(b *testing.B) {
+	p := filepath.Join(b.TempDir(), "tokens")
+	if err := os.WriteFile(p, []byte("tok-0123456789abcdef0123456789abcdef u p member,reader\n"), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	tf, err := LoadTokenFile(p)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ks := keystone.Shared(b)
+	k, err := NewKeystone(KeystoneConfig{URL: ks.URL})
+	if err != nil {
+		b.Fatal(err)
+	}
+	adminTok := ks.AdminToken(b)
+	for _, c := range []struct {
+		name string
+		a    Authenticator
+		tok  string
+	}{{"token-file", tf, "tok-0123456789abcdef0123456789abcdef"}, {"keystone-cached", k, adminTok}} {
+		b.Run(c.name, func(b *testing.B) {
+			r := request(c.tok)
+			if _, err := c.a.Authenticate(context.Background(), r); err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := c.a.Authenticate(context.Background(), r); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
