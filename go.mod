@@ -3,13 +3,16 @@ module github.com/mosaicimg/mosaic
 go 1.26.8
 
 require (
+	github.com/anishathalye/porcupine v1.3.1
 	github.com/cockroachdb/pebble/v2 v2.1.7
 	github.com/google/uuid v1.6.0
 	github.com/gophercloud/gophercloud/v2 v2.15.0
 	github.com/hanwen/go-fuse/v2 v2.12.1
 	github.com/hashicorp/go-hclog v1.6.3
 	github.com/hashicorp/raft v1.8.0
+	github.com/jotfs/fastcdc-go v0.2.0
 	github.com/klauspost/compress v1.20.3
+	github.com/restic/chunker v0.4.0
 	github.com/zeebo/blake3 v0.2.4
 	golang.org/x/sync v0.24.0
 )

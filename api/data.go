@@ -82,6 +82,12 @@ func (s *server) downloadImage(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
+	// Verify the first chunk before the headers go out, so a corrupt or
+	// missing chunk there is answered with an error status.
+	if err := rd.Prime(r.Context(), start); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
 	h := w.Header()
 	h.Set("Content-Type", "application/octet-stream")
 	if img.Checksum != "" {

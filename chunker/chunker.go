@@ -21,15 +21,19 @@ type Params struct {
 	Normalization int
 }
 
-// DefaultParams are the sizes Mosaic uses for images; docs/chunking.md has
-// the measurements behind them.
-var DefaultParams = Params{Min: 16 << 10, Avg: 64 << 10, Max: 256 << 10, Normalization: 2}
+// DefaultParams are the sizes Mosaic uses for images: FastCDC with
+// normalization 2, cut points aligned to 4 KiB. docs/chunking.md has the
+// measurements behind them.
+var DefaultParams = Params{Min: 16 << 10, Avg: 64 << 10, Max: 256 << 10, Align: 4 << 10, Normalization: 2}
+
+// PlainParams are DefaultParams without alignment (plain FastCDC).
+var PlainParams = Params{Min: 16 << 10, Avg: 64 << 10, Max: 256 << 10, Normalization: 2}
 
 // Validate checks that the sizes are usable.
 func (p Params) Validate() error {
 	switch {
-	case p.Min < 64:
-		return fmt.Errorf("chunker: min %d is below 64 bytes", p.Min)
+	case p.Min < WindowSize:
+		return fmt.Errorf("chunker: min %d is below the %d-byte window", p.Min, WindowSize)
 	case p.Avg <= p.Min:
 		return fmt.Errorf("chunker: avg %d must exceed min %d", p.Avg, p.Min)
 	case p.Max <= p.Avg:
@@ -44,49 +48,62 @@ func (p Params) Validate() error {
 		return fmt.Errorf("chunker: negative align %d", p.Align)
 	case p.Align > 0 && (p.Align&(p.Align-1) != 0 || p.Min%p.Align != 0 || p.Max%p.Align != 0 || p.Avg%p.Align != 0):
 		return fmt.Errorf("chunker: align %d must be a power of two dividing min, avg and max", p.Align)
+	case p.Align > 0 && p.Avg/p.Align < 4:
+		return fmt.Errorf("chunker: avg %d must be at least 4 × align %d", p.Avg, p.Align)
 	}
 	return nil
 }
 
-// masks returns the FastCDC masks for the region before Avg (harder to
-// match) and after it (easier). With alignment only one position in Align is
-// tested, so the masks lose log2(Align) bits.
+// WindowSize is the number of bytes a fingerprint depends on: the gear hash
+// shifts by one bit per byte, so after 64 bytes older input has left the
+// 64-bit fingerprint entirely.
+const WindowSize = 64
+
+// maskBit lists fingerprint bits in the order masks take them: the upper 32
+// bits (each depends on at least the last 33 bytes), in bit-reversed order so
+// that any prefix is spread over the word. Masks are prefixes, so the
+// harder mask always contains the easier one.
+var maskBit = func() (b [32]uint8) {
+	for r := range b {
+		b[r] = uint8(63 - bits.Reverse8(uint8(r))>>3)
+	}
+	return b
+}()
+
+func prefixMask(n int) uint64 {
+	n = max(1, min(n, len(maskBit)))
+	var m uint64
+	for _, b := range maskBit[:n] {
+		m |= 1 << b
+	}
+	return m
+}
+
+// masks returns the FastCDC masks for chunk lengths up to Avg (harder to
+// match) and beyond it (easier). With alignment only one position in Align
+// is tested, so the masks lose log2(Align) bits.
 func (p Params) masks() (small, large uint64) {
 	b := bits.Len(uint(p.Avg)) - 1
 	if p.Align > 1 {
 		b -= bits.Len(uint(p.Align)) - 1
 	}
-	bs, bl := b+p.Normalization, b-p.Normalization
-	if bl < 1 {
-		bl = 1
-	}
-	return spreadMask(bs), spreadMask(bl)
-}
-
-// spreadMask returns a mask with n one bits spread over the upper 48 bits
-// of the fingerprint, where the gear hash mixes best.
-func spreadMask(n int) uint64 {
-	if n <= 0 {
-		return 0
-	}
-	var m uint64
-	step := 48 / n
-	if step < 1 {
-		step = 1
-	}
-	for i := 0; i < n; i++ {
-		m |= 1 << (63 - i*step)
-	}
-	return m
+	return prefixMask(b + p.Normalization), prefixMask(b - p.Normalization)
 }
 
 // Cutter finds chunk boundaries in a stream fed in pieces. The zero value is
 // not usable; create one with NewCutter.
+//
+// The fingerprint at a byte is the gear hash of the WindowSize bytes ending
+// there (the stream is taken to start after WindowSize zero bytes), so it
+// does not depend on where the current chunk began. That lets the cutter
+// skip the first Min bytes of a chunk, hash several stretches of the stream
+// at once (independent dependency chains the CPU overlaps), and, with Align,
+// hash only the window before each aligned offset.
 type Cutter struct {
 	p            Params
 	maskS, maskL uint64
-	pos          int    // bytes of the current chunk scanned so far
-	fp           uint64 // gear fingerprint
+	pos          int              // bytes of the current chunk consumed so far
+	hist         [WindowSize]byte // the last WindowSize bytes of the stream before the next Scan
 }
 
 // NewCutter returns a Cutter at the start of a stream.
@@ -99,8 +116,8 @@ func NewCutter(p Params) (*Cutter, error) {
 	return c, nil
 }
 
-// Reset starts a new chunk (and stream) with the same parameters.
-func (c *Cutter) Reset() { c.pos, c.fp = 0, 0 }
+// Reset starts a new stream with the same parameters.
+func (c *Cutter) Reset() { c.pos, c.hist = 0, [WindowSize]byte{} }
 
 // Scan consumes data, the next bytes of the stream. It returns the number
 // of bytes n of data that belong to the current chunk and whether the chunk
@@ -108,73 +125,136 @@ func (c *Cutter) Reset() { c.pos, c.fp = 0, 0 }
 // data[n:]; when false, all of data was consumed and the chunk goes on.
 func (c *Cutter) Scan(data []byte) (n int, end bool) {
 	p := &c.p
-	pos, fp := c.pos, c.fp
-	i := 0
-	// Below Min nothing can cut; the fingerprint restarts at Min (the gear
-	// hash forgets bytes older than 64 positions, so nothing is lost).
-	if pos < p.Min {
-		skip := min(p.Min-pos, len(data))
-		i, pos = skip, pos+skip
-		if pos < p.Min {
-			c.pos = pos
-			return len(data), false
-		}
-		fp = 0
+	if c.pos+len(data) < p.Min {
+		c.consume(data, len(data))
+		return len(data), false
 	}
+	// A cut after data[i] makes a chunk of c.pos+i+1 bytes.
+	lo := max(0, p.Min-c.pos-1)
+	hi := min(len(data), p.Max-c.pos)
+	sEnd := p.Avg - c.pos - 1 // cuts after data[i] with i <= sEnd use the harder mask
+	var cut int
 	if p.Align > 1 {
-		return c.scanAligned(data, i, pos, fp)
+		cut = c.scanAligned(data, lo, hi, sEnd)
+	} else {
+		cut = c.scanGear(data, lo, hi, sEnd)
 	}
-	off := pos - i // chunk offset of data[0]
-	// Region [Min, Avg): the harder mask.
-	if off+i < p.Avg {
-		lim := min(len(data), p.Avg-off)
-		for ; i < lim; i++ {
-			fp = (fp << 1) + gear[data[i]]
-			if fp&c.maskS == 0 {
-				c.pos, c.fp = 0, 0
-				return i + 1, true
-			}
-		}
+	switch {
+	case cut >= 0:
+		n = cut + 1
+	case c.pos+hi == p.Max:
+		n = hi
+	default:
+		c.consume(data, len(data))
+		return len(data), false
 	}
-	// Region [Avg, Max): the easier mask.
-	lim := min(len(data), p.Max-off)
-	for ; i < lim; i++ {
-		fp = (fp << 1) + gear[data[i]]
-		if fp&c.maskL == 0 {
-			c.pos, c.fp = 0, 0
-			return i + 1, true
-		}
-	}
-	if off+i >= p.Max {
-		c.pos, c.fp = 0, 0
-		return i, true
-	}
-	c.pos, c.fp = off+i, fp
-	return len(data), false
+	c.consume(data, n)
+	c.pos = 0
+	return n, true
 }
 
-// scanAligned is Scan for Align > 1: the fingerprint runs over every byte,
-// but a cut is tested only at chunk offsets that are multiples of Align.
-func (c *Cutter) scanAligned(data []byte, i, pos int, fp uint64) (int, bool) {
-	p := &c.p
-	a := p.Align - 1
-	for ; i < len(data); i++ {
-		fp = (fp << 1) + gear[data[i]]
-		pos++
-		if pos&a != 0 {
-			continue
+// consume records that data[:n] has been read.
+func (c *Cutter) consume(data []byte, n int) {
+	c.pos += n
+	if n >= WindowSize {
+		copy(c.hist[:], data[n-WindowSize:n])
+		return
+	}
+	copy(c.hist[:], c.hist[n:])
+	copy(c.hist[WindowSize-n:], data[:n])
+}
+
+// fpBefore returns the fingerprint after the byte preceding data[a]: the
+// gear hash of the WindowSize stream bytes before index a.
+func (c *Cutter) fpBefore(data []byte, a int) uint64 {
+	g := &gear
+	var fp uint64
+	if a >= WindowSize {
+		for _, b := range data[a-WindowSize : a] {
+			fp = fp<<1 + g[b]
 		}
-		mask := c.maskL
-		if pos < p.Avg {
-			mask = c.maskS
+		return fp
+	}
+	for _, b := range c.hist[a:] {
+		fp = fp<<1 + g[b]
+	}
+	for _, b := range data[:a] {
+		fp = fp<<1 + g[b]
+	}
+	return fp
+}
+
+// lanes × laneLen bytes are hashed per round by lanes independent chains.
+const (
+	lanes   = 4
+	laneLen = 2048
+)
+
+// scanGear returns the first index i in [lo, hi) after which the chunk is
+// cut, or -1.
+func (c *Cutter) scanGear(data []byte, lo, hi, sEnd int) int {
+	g := &gear
+	mS, mL := c.maskS, c.maskL
+	i := lo
+	fp := c.fpBefore(data, lo)
+	for hi-i >= lanes*laneLen {
+		d0 := data[i : i+laneLen]
+		d1 := data[i+laneLen : i+2*laneLen]
+		d2 := data[i+2*laneLen : i+3*laneLen]
+		d3 := data[i+3*laneLen : i+4*laneLen]
+		f0, f1, f2, f3 := fp, c.fpBefore(data, i+laneLen), c.fpBefore(data, i+2*laneLen), c.fpBefore(data, i+3*laneLen)
+		best := [lanes]int{-1, -1, -1, -1}
+		found := false
+		for j := 0; j < len(d0); j++ {
+			f0 = f0<<1 + g[d0[j]]
+			f1 = f1<<1 + g[d1[j]]
+			f2 = f2<<1 + g[d2[j]]
+			f3 = f3<<1 + g[d3[j]]
+			if f0&mL == 0 || f1&mL == 0 || f2&mL == 0 || f3&mL == 0 {
+				for k, f := range [lanes]uint64{f0, f1, f2, f3} {
+					idx := i + k*laneLen + j
+					if best[k] < 0 && f&mL == 0 && (idx > sEnd || f&mS == 0) {
+						best[k], found = idx, true
+					}
+				}
+				if best[0] >= 0 {
+					return best[0]
+				}
+			}
 		}
-		if fp&mask == 0 || pos >= p.Max {
-			c.pos, c.fp = 0, 0
-			return i + 1, true
+		if found {
+			for _, b := range best {
+				if b >= 0 {
+					return b
+				}
+			}
+		}
+		fp = f3
+		i += lanes * laneLen
+	}
+	for ; i < hi; i++ {
+		fp = fp<<1 + g[data[i]]
+		if fp&mL == 0 && (i > sEnd || fp&mS == 0) {
+			return i
 		}
 	}
-	c.pos, c.fp = pos, fp
-	return len(data), false
+	return -1
+}
+
+// scanAligned is scanGear for Align > 1: only cuts at chunk offsets that
+// are multiples of Align are possible, so only the window before each of
+// them is hashed.
+func (c *Cutter) scanAligned(data []byte, lo, hi, sEnd int) int {
+	a := c.p.Align
+	// First i >= lo with (c.pos+i+1) % a == 0.
+	i := lo + (a-(c.pos+lo+1)%a)%a
+	for ; i < hi; i += a {
+		fp := c.fpBefore(data, i+1)
+		if fp&c.maskL == 0 && (i > sEnd || fp&c.maskS == 0) {
+			return i
+		}
+	}
+	return -1
 }
 
 // Chunk is one chunk of a stream. Data is valid until the next call to Next.
@@ -223,7 +303,7 @@ func (ch *Chunker) Next() (Chunk, error) {
 			}
 		}
 		if ch.eof {
-			ch.cut.Reset()
+			ch.cut.pos = 0
 			return ch.emit(ch.end), nil
 		}
 		// Need more bytes: move the partial chunk to the front, then fill.

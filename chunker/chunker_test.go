@@ -78,7 +78,7 @@ func cutsByCutter(t *testing.T, data []byte, p Params, piece int) []int {
 
 func TestCutterMatchesChunkerForAnyPieceSize(t *testing.T) {
 	data := randomBytes(8<<20, 1)
-	for _, p := range []Params{DefaultParams, {Min: 16 << 10, Avg: 64 << 10, Max: 256 << 10, Align: 4096, Normalization: 2}} {
+	for _, p := range []Params{DefaultParams, PlainParams} {
 		want := cutsByChunker(t, data, p)
 		for _, piece := range []int{1 << 20, 4093, 300 << 10, 65536, 8 << 20} {
 			got := cutsByCutter(t, data, p, piece)
@@ -95,8 +95,8 @@ func TestCutterMatchesChunkerForAnyPieceSize(t *testing.T) {
 }
 
 func TestChunkSizesWithinBoundsAndNearAverage(t *testing.T) {
-	data := randomBytes(32<<20, 2)
-	for _, p := range []Params{DefaultParams, {Min: 16 << 10, Avg: 64 << 10, Max: 256 << 10, Align: 4096, Normalization: 2}} {
+	data := randomBytes(16<<20, 2)
+	for _, p := range []Params{DefaultParams, PlainParams} {
 		cuts := cutsByChunker(t, data, p)
 		prev := 0
 		for i, c := range cuts {
@@ -120,8 +120,8 @@ func TestChunkSizesWithinBoundsAndNearAverage(t *testing.T) {
 func TestInsertionMovesFewBoundaries(t *testing.T) {
 	data := randomBytes(16<<20, 3)
 	edited := append(append(append([]byte{}, data[:5<<20]...), []byte("inserted bytes")...), data[5<<20:]...)
-	a := cutsByChunker(t, data, DefaultParams)
-	b := cutsByChunker(t, edited, DefaultParams)
+	a := cutsByChunker(t, data, PlainParams)
+	b := cutsByChunker(t, edited, PlainParams)
 	set := map[int]bool{}
 	for _, c := range a {
 		set[c] = true
@@ -153,5 +153,44 @@ func TestValidate(t *testing.T) {
 	}
 	if err := DefaultParams.Validate(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestNoAllocationPerChunk(t *testing.T) {
+	data := randomBytes(4<<20, 8)
+	for _, p := range []Params{DefaultParams, PlainParams} {
+		c, err := NewCutter(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		allocs := testing.AllocsPerRun(5, func() {
+			c.Reset()
+			for rest := data; len(rest) > 0; {
+				n, _ := c.Scan(rest)
+				rest = rest[n:]
+			}
+		})
+		if allocs != 0 {
+			t.Fatalf("align %d: Cutter allocates %.1f times per stream", p.Align, allocs)
+		}
+		// A Chunker allocates itself, its Cutter and its buffer, then
+		// nothing per chunk (about 60 chunks here).
+		n := 0
+		r := bytes.NewReader(data)
+		allocs = testing.AllocsPerRun(3, func() {
+			r.Reset(data)
+			ch, err := New(r, p)
+			if err != nil {
+				panic(err)
+			}
+			for n = 0; ; n++ {
+				if _, err := ch.Next(); err != nil {
+					break
+				}
+			}
+		})
+		if allocs > 3 || n < 16 {
+			t.Fatalf("align %d: Chunker allocates %.1f times over %d chunks", p.Align, allocs, n)
+		}
 	}
 }

@@ -3,6 +3,8 @@ package engine
 import (
 	"encoding/binary"
 	"fmt"
+	"runtime"
+	"slices"
 	"time"
 
 	"github.com/klauspost/compress/zstd"
@@ -29,9 +31,11 @@ const (
 const minZstdSaving = 1.0 / 16
 
 var (
+	// EncodeAll borrows one of the encoder's states per call; concurrency
+	// bounds how many calls run at once, so it must cover every worker.
 	zstdEncoder, _ = zstd.NewWriter(nil,
 		zstd.WithEncoderLevel(zstd.SpeedFastest),
-		zstd.WithEncoderConcurrency(1),
+		zstd.WithEncoderConcurrency(max(4, runtime.GOMAXPROCS(0))),
 		zstd.WithLowerEncoderMem(true),
 		zstd.WithZeroFrames(true))
 	zstdDecoder, _ = zstd.NewReader(nil,
@@ -43,6 +47,9 @@ var (
 // now is the first-written time recorded in the header.
 func EncodeChunk(dst, data []byte, now time.Time) []byte {
 	start := len(dst)
+	// Room for the header and the worst case of either form, so neither
+	// the zstd frame nor the raw fallback reallocates.
+	dst = slices.Grow(dst, chunkHeaderLen+len(data)+len(data)/128+64)
 	dst = append(dst, CodecZstd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
 	binary.LittleEndian.PutUint32(dst[start+1:], uint32(len(data)))
 	binary.LittleEndian.PutUint64(dst[start+5:], uint64(now.Unix()))

@@ -144,7 +144,10 @@ func (s *Service) Stage(ctx context.Context, id string, r io.Reader) error {
 	if algo == "" {
 		algo = s.cfg.OSHashAlgo
 	}
-	res, err := s.ingester.Ingest(ctx, r, IngestOptions{OSHashAlgo: algo, MaxSize: s.cfg.ImageSizeCap})
+	// GC: the pins hold the chunks until the record names the staged root.
+	pins := s.pins.Begin()
+	defer pins.End()
+	res, err := s.ingester.Ingest(ctx, r, IngestOptions{OSHashAlgo: algo, MaxSize: s.cfg.ImageSizeCap, Pins: pins})
 	if err == nil {
 		_, err = s.Update(ctx, id, func(img *Image) error {
 			if img.Status != StatusUploading || img.Upload == nil || *img.Upload != *ref {
@@ -294,6 +297,9 @@ func (s *Service) runImport(task *Task, req *ImportRequest, uri *url.URL, sig *u
 	}
 	var res *StagedData
 	var err error
+	// GC: downloaded chunks stay pinned until commitImport names them.
+	pins := s.pins.Begin()
+	defer pins.End()
 	switch req.Method.Name {
 	case ImportGlanceDirect:
 		var img *Image
@@ -305,7 +311,7 @@ func (s *Service) runImport(task *Task, req *ImportRequest, uri *url.URL, sig *u
 			}
 		}
 	case ImportWebDownload:
-		res, err = s.download(ctx, task.ImageID, uri)
+		res, err = s.download(ctx, task.ImageID, uri, pins)
 	}
 	if err == nil {
 		err = s.verifyImport(ctx, task.ImageID, res, sig)
@@ -457,7 +463,7 @@ func restrictedIP(ip net.IP) bool {
 // download fetches uri into the store. Every connection (redirects
 // included) is checked against the filters at dial time, so a DNS answer
 // cannot smuggle in a restricted address.
-func (s *Service) download(ctx context.Context, imageID string, uri *url.URL) (*StagedData, error) {
+func (s *Service) download(ctx context.Context, imageID string, uri *url.URL, pins *PinSession) (*StagedData, error) {
 	timeout := s.cfg.Import.Timeout
 	if timeout == 0 {
 		timeout = time.Hour
@@ -507,7 +513,7 @@ func (s *Service) download(ctx context.Context, imageID string, uri *url.URL) (*
 	if algo == "" {
 		algo = s.cfg.OSHashAlgo
 	}
-	res, err := s.ingester.Ingest(ctx, resp.Body, IngestOptions{OSHashAlgo: algo, MaxSize: s.cfg.ImageSizeCap})
+	res, err := s.ingester.Ingest(ctx, resp.Body, IngestOptions{OSHashAlgo: algo, MaxSize: s.cfg.ImageSizeCap, Pins: pins})
 	if err != nil {
 		return nil, err
 	}

@@ -70,6 +70,13 @@ type IngestOptions struct {
 	SignatureHash crypto.Hash
 	// MaxSize caps the stream; 0 means no cap. Exceeding it fails with ErrTooLarge.
 	MaxSize int64
+	// SkipMD5 leaves out Glance's MD5 checksum (IngestResult.MD5 is nil).
+	SkipMD5 bool
+	// Pins, when set, receives the pins of every chunk and manifest blob
+	// the result refers to, and the caller ends it after committing (or
+	// abandoning) the record that refers to them; the ingester's own
+	// pins otherwise end when Ingest returns.
+	Pins *PinSession
 }
 
 // IngestResult describes a stored stream.
@@ -98,8 +105,9 @@ type Ingester struct {
 	carry sync.Pool // *[]byte of Chunking.Max bytes, for chunks spanning blocks
 }
 
-// NewIngester returns an Ingester writing to store. pins may be shared with
-// a garbage collector.
+// NewIngester returns an Ingester writing to store. pins must be the set
+// the garbage collector of store uses (nil: a private set, for stores no
+// collector runs on).
 func NewIngester(store ChunkStore, pins *Pins, cfg IngestConfig) (*Ingester, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -159,7 +167,10 @@ func (g *Ingester) Ingest(ctx context.Context, r io.Reader, opt IngestOptions) (
 	if algo == "" {
 		algo = "sha512"
 	}
-	hashes := []hash.Hash{md5.New(), osh}
+	hashes := []hash.Hash{osh}
+	if !opt.SkipMD5 {
+		hashes = append(hashes, md5.New())
+	}
 	if opt.SignatureHash != 0 {
 		if !opt.SignatureHash.Available() {
 			return nil, Errorf(ErrInvalid, "signature hash %v is not available", opt.SignatureHash)
@@ -171,9 +182,15 @@ func (g *Ingester) Ingest(ctx context.Context, r io.Reader, opt IngestOptions) (
 		return nil, err
 	}
 
+	// ctx is cancelled when eg.Wait returns; the manifest and the Sync use
+	// the caller's context.
+	parent := ctx
 	eg, ctx := errgroup.WithContext(ctx)
-	pins := g.pins.Begin()
-	defer pins.End()
+	pins := opt.Pins
+	if pins == nil {
+		pins = g.pins.Begin()
+		defer pins.End()
+	}
 
 	// Hash goroutines: one per whole-stream hash, fed every block in order.
 	hashCh := make([]chan *block, len(hashes))
@@ -327,22 +344,28 @@ func (g *Ingester) Ingest(ctx context.Context, r io.Reader, opt IngestOptions) (
 	for i := 0; i < nrefs; i++ {
 		m.Chunks = append(m.Chunks, refs[i/refPage][i%refPage])
 	}
-	root, err := StoreManifest(ctx, g.store, m)
-	if err != nil {
-		return nil, err
+	root, blobs := ManifestBlobs(m)
+	for _, b := range blobs {
+		if err := pins.Pin(b.ID, func() error { return g.store.Put(parent, b.ID, b.Data) }); err != nil {
+			return nil, fmt.Errorf("ingest: store manifest %s: %w", root, err)
+		}
 	}
 	// One sync makes every chunk and the manifest durable, including chunks
 	// skipped because another upload wrote them (the WAL is sequential).
-	if err := g.store.Sync(ctx); err != nil {
+	if err := g.store.Sync(parent); err != nil {
 		return nil, fmt.Errorf("ingest: sync: %w", err)
 	}
 	res := &IngestResult{
 		Manifest: m, Root: root, Size: total,
-		MD5: hashes[0].Sum(nil), OSHashAlgo: algo, OSHash: hashes[1].Sum(nil),
+		OSHashAlgo: algo, OSHash: hashes[0].Sum(nil),
 		NewChunks: int(newChunks.Load()), NewBytes: newBytes.Load(), ZeroBytes: zeroBytes.Load(),
 	}
-	if len(hashes) > 2 {
-		res.SignatureDigest = hashes[2].Sum(nil)
+	rest := hashes[1:]
+	if !opt.SkipMD5 {
+		res.MD5, rest = rest[0].Sum(nil), rest[1:]
+	}
+	if len(rest) > 0 {
+		res.SignatureDigest = rest[0].Sum(nil)
 	}
 	return res, nil
 }

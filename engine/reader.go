@@ -66,6 +66,19 @@ func (r *ImageReader) chunk(ctx context.Context, i int) ([]byte, error) {
 	})
 }
 
+// Prime loads and verifies the chunk holding byte off, so that a caller
+// about to commit to a response (HTTP headers) learns of a corrupt or
+// missing chunk while it can still answer with an error. Zero runs and
+// offsets at or past the end need nothing.
+func (r *ImageReader) Prime(ctx context.Context, off int64) error {
+	i := r.m.Find(off)
+	if i >= len(r.m.Chunks) || r.m.Chunks[i].ID.IsZero() {
+		return nil
+	}
+	_, err := r.chunk(ctx, i)
+	return err
+}
+
 // ReadAt implements io.ReaderAt without a context.
 func (r *ImageReader) ReadAt(p []byte, off int64) (int, error) {
 	return r.ReadAtContext(context.Background(), p, off)

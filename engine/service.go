@@ -71,6 +71,7 @@ type Service struct {
 	cfg      ServiceConfig
 	images   ImageStore
 	chunks   ChunkStore
+	pins     *Pins
 	ingester *Ingester
 	cache    *ChunkCache
 	log      *slog.Logger
@@ -87,6 +88,9 @@ func NewService(cfg ServiceConfig, images ImageStore, chunks ChunkStore, pins *P
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	if pins == nil {
+		pins = NewPins()
+	}
 	ing, err := NewIngester(chunks, pins, cfg.Ingest)
 	if err != nil {
 		return nil, err
@@ -95,7 +99,7 @@ func NewService(cfg ServiceConfig, images ImageStore, chunks ChunkStore, pins *P
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Service{
-		cfg: cfg, images: images, chunks: chunks, ingester: ing,
+		cfg: cfg, images: images, chunks: chunks, pins: pins, ingester: ing,
 		cache: NewChunkCache(cfg.ChunkCacheBytes), log: log,
 		manifests: map[ChunkID]*Manifest{},
 	}, nil
@@ -252,7 +256,12 @@ func (s *Service) Upload(ctx context.Context, id string, r io.Reader) (*Image, e
 	if algo == "" {
 		algo = s.cfg.OSHashAlgo
 	}
-	res, err := s.ingester.Ingest(ctx, r, IngestOptions{OSHashAlgo: algo, MaxSize: s.cfg.ImageSizeCap, SignatureHash: sig.hash()})
+	// The pins outlive Ingest: they protect the chunks from GC until the
+	// record that refers to them is committed (or the upload has failed).
+	pins := s.pins.Begin()
+	defer pins.End()
+	res, err := s.ingester.Ingest(ctx, r, IngestOptions{OSHashAlgo: algo, MaxSize: s.cfg.ImageSizeCap,
+		SignatureHash: sig.hash(), Pins: pins})
 	if err != nil {
 		s.restoreQueued(id, ref, err)
 		return nil, err

@@ -27,6 +27,14 @@ func applyCommand(st *state, data []byte) *applyResult {
 		var c deleteImageV1
 		mustDecode(t, version, 1, body, &c)
 		return applyDeleteImage(st, c)
+	case CmdPutNode:
+		var c putNodeV1
+		mustDecode(t, version, 1, body, &c)
+		return applyPutNode(st, c)
+	case CmdRemoveNode:
+		var c removeNodeV1
+		mustDecode(t, version, 1, body, &c)
+		return applyRemoveNode(st, c)
 	case CmdCreateSecret, CmdDeleteSecret:
 		return applySecretCommand(st, t, version, body)
 	}

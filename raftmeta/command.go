@@ -34,6 +34,10 @@ func (t CommandType) String() string {
 		return "update-image"
 	case CmdDeleteImage:
 		return "delete-image"
+	case CmdPutNode:
+		return "put-node"
+	case CmdRemoveNode:
+		return "remove-node"
 	}
 	if name := secretCommandName(t); name != "" {
 		return name
@@ -73,8 +77,10 @@ func encodeCommand(t CommandType, version byte, body any) ([]byte, error) {
 }
 
 // applyResult is what Apply returns for every command.
+// It travels as JSON when a follower forwards a command to the leader
+// (forward.go), so its fields are exported; Err travels separately.
 type applyResult struct {
-	Err    error
-	Image  *engine.Image
-	Member *engine.Member
+	Err    error          `json:"-"`
+	Image  *engine.Image  `json:"image,omitempty"`
+	Member *engine.Member `json:"member,omitempty"`
 }

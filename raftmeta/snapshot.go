@@ -13,12 +13,15 @@ import (
 )
 
 // Snapshot format: one JSON value per line. The first is the header
-// {"format":"mosaic-meta","version":1}; then records {"t":"image","v":{...}}
-// in a deterministic order; the last is {"t":"end","n":<records>}, so a
+// {"format":"mosaic-meta","version":1,"applied":N}; then records
+// {"t":"image","v":{...}} and {"t":"node","v":{...}} in a deterministic order; the last is {"t":"end","n":<records>}, so a
 // truncated snapshot is detected.
 type snapshotHeader struct {
 	Format  string `json:"format"`
 	Version int    `json:"version"`
+	// Applied is the index of the last entry the snapshot reflects, so a
+	// restored node knows how far its state goes (read-index waits on it).
+	Applied uint64 `json:"applied,omitempty"`
 }
 
 type snapshotRecord struct {
@@ -46,7 +49,7 @@ func (s *snapshot) Release() {}
 func writeSnapshot(w io.Writer, st *state) error {
 	bw := bufio.NewWriterSize(w, 256<<10)
 	enc := json.NewEncoder(bw)
-	if err := enc.Encode(snapshotHeader{Format: snapshotFormat, Version: 1}); err != nil {
+	if err := enc.Encode(snapshotHeader{Format: snapshotFormat, Version: 1, Applied: st.applied}); err != nil {
 		return err
 	}
 	n := 0
@@ -61,6 +64,16 @@ func writeSnapshot(w io.Writer, st *state) error {
 			return err
 		}
 		if err := enc.Encode(snapshotRecord{T: "image", V: v}); err != nil {
+			return err
+		}
+		n++
+	}
+	for _, ni := range sortedNodes(st) {
+		v, err := json.Marshal(ni)
+		if err != nil {
+			return err
+		}
+		if err := enc.Encode(snapshotRecord{T: "node", V: v}); err != nil {
 			return err
 		}
 		n++
@@ -95,6 +108,7 @@ func readSnapshot(r io.Reader) (*state, error) {
 		return nil, fmt.Errorf("raftmeta: restore: unknown snapshot %q version %d", h.Format, h.Version)
 	}
 	st := newState()
+	st.applied = h.Applied
 	n := 0
 	for {
 		var rec snapshotRecord
@@ -111,6 +125,12 @@ func readSnapshot(r io.Reader) (*state, error) {
 				return nil, fmt.Errorf("raftmeta: restore image: %w", err)
 			}
 			st.images[img.ID] = &img
+		case "node":
+			var ni NodeInfo
+			if err := json.Unmarshal(rec.V, &ni); err != nil {
+				return nil, fmt.Errorf("raftmeta: restore node: %w", err)
+			}
+			st.nodes[ni.ID] = &ni
 		case "secret":
 			if err := readSecretRecord(st, rec.V); err != nil {
 				return nil, err

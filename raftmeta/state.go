@@ -16,15 +16,20 @@ type state struct {
 	tasks   map[string]*engine.Task
 	// byCreated orders the images for lists; not part of snapshots.
 	byCreated createdIndex
+	nodes     map[string]*NodeInfo
+	// applied is the index of the last log entry this state reflects.
+	applied uint64
 }
 
 func newState() *state {
 	return &state{images: map[string]*engine.Image{}, secrets: map[string]*engine.Secret{},
-		members: map[string]map[string]*engine.Member{}, tasks: map[string]*engine.Task{}}
+		members: map[string]map[string]*engine.Member{}, tasks: map[string]*engine.Task{},
+		nodes: map[string]*NodeInfo{}}
 }
 
 // view returns a copy of the maps sharing the (immutable) values.
 func (s *state) view() *state {
 	return &state{images: maps.Clone(s.images), secrets: maps.Clone(s.secrets),
-		members: maps.Clone(s.members), tasks: maps.Clone(s.tasks)}
+		members: maps.Clone(s.members), tasks: maps.Clone(s.tasks),
+		nodes: maps.Clone(s.nodes), applied: s.applied}
 }

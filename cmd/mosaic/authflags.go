@@ -107,3 +107,35 @@ func (f *authFlags) authenticator(apiAddr string, log *slog.Logger) (auth.Authen
 	}
 	return nil, fmt.Errorf("--auth %q: want none, token or keystone", f.mode)
 }
+
+// requireAdminFor guards the node's own operations under prefix (GC, the
+// per-image usage report, which names every project's images): with
+// --auth token or keystone they answer only an admin, authenticated as
+// for the API (the mosaic CLI sends $OS_AUTH_TOKEN). Loopback alone is no
+// identity: a reverse proxy on the host makes every client loopback.
+// With --auth none they are left to their loopback rule.
+func requireAdminFor(prefix string, authn auth.Authenticator, next http.Handler) http.Handler {
+	if _, none := authn.(auth.None); none {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !strings.HasPrefix(r.URL.Path, prefix) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		c, err := authn.Authenticate(r.Context(), r)
+		switch {
+		case errors.Is(err, auth.ErrUnauthenticated):
+			if ch := authn.Challenge(); ch != "" {
+				w.Header().Set("WWW-Authenticate", ch)
+			}
+			writeAdmin(w, http.StatusUnauthorized, map[string]string{"error": "the request you have made requires authentication (set OS_AUTH_TOKEN to an admin's token)"})
+		case err != nil:
+			writeAdmin(w, http.StatusServiceUnavailable, map[string]string{"error": "cannot authenticate: " + err.Error()})
+		case !c.Admin():
+			writeAdmin(w, http.StatusForbidden, map[string]string{"error": "storage operations need the admin role"})
+		default:
+			next.ServeHTTP(w, r)
+		}
+	})
+}

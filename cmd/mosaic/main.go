@@ -2,6 +2,9 @@
 // service with a deduplicating, content-addressed store.
 //
 //	mosaic serve [flags]     run a node (API, Raft member, chunk store, optional FUSE mount)
+//	mosaic cluster status|leave|remove NODE   inspect and change cluster membership
+//	mosaic gc [flags]        run chunk garbage collection on a node now
+//	mosaic usage [flags]     a node's storage report (dedup, compression, per image)
 //	mosaic verify IMAGE      re-stream an image and verify its content and signature
 //	mosaic version           print the version
 //
@@ -35,6 +38,12 @@ func run(ctx context.Context, args []string) error {
 	switch args[0] {
 	case "serve":
 		return serve(ctx, args[1:])
+	case "cluster":
+		return cluster(ctx, args[1:])
+	case "gc":
+		return gcCommand(ctx, args[1:])
+	case "usage":
+		return usageCommand(ctx, args[1:])
 	case "verify":
 		return verify(ctx, args[1:])
 	case "version":
@@ -51,6 +60,9 @@ func usage() error {
 
 commands:
   serve     run a node: Glance v2 API, Raft member, chunk store, optional FUSE mount
+  cluster   status | leave | remove NODE: inspect and change cluster membership
+  gc        run chunk garbage collection on a node now
+  usage     show a node's storage report (dedup, compression, unique bytes per image)
   verify    re-stream an image, recompute its digest, check signature and certificate
   version   print the version
 

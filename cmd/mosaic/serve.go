@@ -19,7 +19,6 @@ import (
 	"github.com/mosaicimg/mosaic/engine"
 	"github.com/mosaicimg/mosaic/engine/pebblestore"
 	"github.com/mosaicimg/mosaic/fusefs"
-	"github.com/mosaicimg/mosaic/raftmeta"
 )
 
 type serveConfig struct {
@@ -30,6 +29,8 @@ type serveConfig struct {
 	mountDir   string
 	logLevel   string
 	cacheBytes int64
+	cluster    clusterFlags
+	storage    storageFlags
 	// verifySigs and trustedCA: the mount's signature verification.
 	verifySigs bool
 	trustedCA  stringList
@@ -57,11 +58,16 @@ func serve(ctx context.Context, args []string) error {
 	fs.StringVar(&c.mountDir, "mount", "", "mount the read-only FUSE image tree at this directory")
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.Int64Var(&c.cacheBytes, "chunk-cache-bytes", 256<<20, "decoded chunk cache size in bytes")
+	c.cluster.register(fs)
+	c.storage.register(fs)
 	fs.BoolVar(&c.verifySigs, "verify-signatures", false, "with --mount: verify signed images before they are opened and refuse (EACCES) those that fail")
 	fs.Var(&c.trustedCA, "trusted-ca", "with --verify-signatures: PEM file of certificates signing certificates must chain to (repeatable)")
 	fs.StringVar(&c.importHosts, "import-allowed-hosts", "", "comma-separated hosts web-download may fetch from (default: any public host on ports 80/443)")
 	c.auth.register(fs)
 	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if err := c.cluster.resolve(c.apiAddr, c.raftAddr); err != nil {
 		return err
 	}
 	log, err := newLogger(c.logLevel)
@@ -116,47 +122,36 @@ func startNode(ctx context.Context, c serveConfig, log *slog.Logger) (_ *node, e
 	log = log.With("node", c.nodeID)
 	n.log = log
 
-	chunks, err := pebblestore.Open(pebblestore.Config{Dir: filepath.Join(c.dataDir, "chunks"), Logger: log})
+	chunks, err := pebblestore.Open(pebblestore.Config{Dir: filepath.Join(c.dataDir, "chunks"), Logger: log,
+		MemTableSize: c.storage.memtable})
 	if err != nil {
 		return nil, err
 	}
 	n.onClose(chunks.Close)
 
-	meta, err := raftmeta.Open(raftmeta.Config{
-		NodeID: c.nodeID, Dir: filepath.Join(c.dataDir, "raft"), RaftAddr: c.raftAddr,
-		Bootstrap: true, Logger: log,
-	})
+	cl, err := startCluster(ctx, n, c, chunks, log)
 	if err != nil {
 		return nil, err
 	}
-	n.onClose(meta.Close)
-	waitCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	err = meta.WaitLeader(waitCtx)
-	cancel()
-	if err != nil {
-		return nil, err
-	}
-
-	keys := engine.NewKeyManager(meta, engine.KeyManagerConfig{})
-	svc, err := engine.NewService(engine.ServiceConfig{NodeID: c.nodeID, ChunkCacheBytes: c.cacheBytes,
-		Certificates: keys, Import: c.importConfig()},
-		meta, chunks, nil, log)
-	if err != nil {
-		return nil, err
-	}
-	if err := svc.RecoverUploads(ctx); err != nil {
-		return nil, err
-	}
-	if err := svc.RecoverImports(ctx); err != nil {
-		return nil, err
-	}
+	svc, keys := cl.svc, cl.keys
 
 	ln, err := net.Listen("tcp", c.apiAddr)
 	if err != nil {
 		return nil, fmt.Errorf("listen %s: %w", c.apiAddr, err)
 	}
+	gc := engine.NewCollector(cl.meta, cl.store, cl.pins, engine.GCConfig{Grace: c.storage.gcGrace}, log)
+	if c.storage.gcInterval > 0 {
+		gcCtx, stopGC := context.WithCancel(context.Background())
+		gcDone := make(chan struct{})
+		go func() { defer close(gcDone); gc.Run(gcCtx, c.storage.gcInterval) }()
+		n.onClose(func() error { stopGC(); <-gcDone; return nil })
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/internal/", cl.internal)
+	mux.Handle("/", requireAdminFor(adminPrefix, c.authn,
+		withStorageAdmin(api.New(api.Options{Images: svc, Usage: svc, Logger: log, KeyManager: keys, Auth: c.authn}), gc, svc, log)))
 	srv := &http.Server{
-		Handler:           api.New(api.Options{Images: svc, Usage: svc, Logger: log, KeyManager: keys, Auth: c.authn}),
+		Handler:           mux,
 		ReadHeaderTimeout: 30 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
@@ -170,6 +165,7 @@ func startNode(ctx context.Context, c serveConfig, log *slog.Logger) (_ *node, e
 		defer cancel()
 		return srv.Shutdown(sctx)
 	})
+	cl.afterListen(ctx)
 	log.Info("API listening", "addr", ln.Addr().String(), "raft", c.raftAddr, "data", c.dataDir)
 
 	if c.mountDir != "" {

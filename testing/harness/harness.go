@@ -142,6 +142,21 @@ func StartNode(t testing.TB, o NodeOptions) *Process {
 	return p
 }
 
+// NewProcess describes a mosaic process with explicit arguments without
+// starting it (call Start). apiAddr is where its API answers. The process
+// is stopped at cleanup and its log shown if the test failed.
+func NewProcess(t testing.TB, apiAddr string, args, env []string) *Process {
+	t.Helper()
+	p := &Process{t: t, Args: args, Env: env, APIAddr: apiAddr, LogPath: filepath.Join(t.TempDir(), "node.log")}
+	t.Cleanup(func() {
+		p.Stop()
+		if t.Failed() {
+			t.Logf("log of mosaic at %s:\n%s", p.APIAddr, tail(p.Log(), 200))
+		}
+	})
+	return p
+}
+
 // URL returns the node's API base URL.
 func (p *Process) URL() string { return "http://" + p.APIAddr }
 

@@ -2,6 +2,7 @@ package tenancy
 
 import (
 	"bytes"
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -15,6 +16,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mosaicimg/mosaic/testing/harness"
 )
 
 // TestTenancyTokenMode runs the scenarios with a token file, no Keystone.
@@ -390,6 +393,22 @@ func adminOnly(t *testing.T, e *env, imgs images) {
 	}
 	if field(t, e.expect(t, 200, e.admin, "GET", "/v2/info/usage", "").body, "mosaic") == nil {
 		t.Fatalf("the admin does not see the store-wide usage")
+	}
+	// The node's own operations (GC, the per-image report naming every
+	// project's images) answer only an admin, loopback or not.
+	for tok, want := range map[string]int{"": 401, "not-a-token": 401, e.memberA: 403, e.readerA: 403, e.admin: 200} {
+		r := e.expect(t, want, tok, "GET", "/mosaic/v1/usage", "")
+		if want != 200 {
+			noLeak(t, imgs, r)
+		}
+	}
+	e.expect(t, 403, e.memberB, "POST", "/mosaic/v1/gc", "")
+	out, errOut, err := harness.RunErr(context.Background(), []string{"OS_AUTH_TOKEN=" + e.admin}, harness.Binary(t), "usage", "--url", e.node.URL())
+	if err != nil || !strings.Contains(out, imgs.secretNames[0]) {
+		t.Fatalf("mosaic usage with an admin's token: %v\n%s\n%s", err, out, errOut)
+	}
+	if _, _, err := harness.RunErr(context.Background(), []string{"OS_AUTH_TOKEN=" + e.memberA}, harness.Binary(t), "usage", "--url", e.node.URL()); err == nil {
+		t.Fatalf("mosaic usage with a member's token succeeded")
 	}
 }
 
