@@ -40,6 +40,9 @@ bench: build fixtures bench-glance
 	MOSAIC_BIN=$(CURDIR)/$(BIN) $(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./testing/cluster/
 	$(GO) test -run '^$$' -bench . -benchtime 2000x -timeout 30m ./api/
 	MOSAIC_BIN=$(CURDIR)/$(BIN) $(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./testing/signing/
+	# Auth (docs/auth.md): Keystone mode with a warm cache vs token mode, and each lookup alone.
+	MOSAIC_BIN=$(CURDIR)/$(BIN) $(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./testing/tenancy/
+	$(GO) test -run '^$$' -bench . -timeout 30m ./api/auth/
 
 # Glance-vs-Mosaic API figures (create, show, list 25 of 10,000), with the
 # real Glance started in the same run (testing/bench/glance-vs-mosaic.sh).

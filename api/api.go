@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/mosaicimg/mosaic/api/auth"
 	"github.com/mosaicimg/mosaic/engine"
 )
 
@@ -73,6 +74,9 @@ type Options struct {
 	KeyManager KeyManager
 	// MaxJSONBody bounds JSON request bodies; 0 means 1 MiB.
 	MaxJSONBody int64
+	// Auth turns each request into the caller it acts for; nil means
+	// auth.None (every request is Glance's unauthenticated context).
+	Auth auth.Authenticator
 }
 
 type server struct {
@@ -85,6 +89,9 @@ type server struct {
 func New(o Options) http.Handler {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Auth == nil {
+		o.Auth = auth.None{}
 	}
 	if o.MaxJSONBody == 0 {
 		o.MaxJSONBody = 1 << 20

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/mosaicimg/mosaic/api"
+	"github.com/mosaicimg/mosaic/api/auth"
 	"github.com/mosaicimg/mosaic/engine"
 	"github.com/mosaicimg/mosaic/engine/pebblestore"
 	"github.com/mosaicimg/mosaic/raftmeta"
@@ -21,6 +22,12 @@ import (
 
 // newServer serves the API over a real single-node Raft and Pebble store.
 func newServer(t testing.TB) *httptest.Server {
+	t.Helper()
+	return newServerAuth(t, nil)
+}
+
+// newServerAuth is newServer with an authenticator (nil: none).
+func newServerAuth(t testing.TB, authn auth.Authenticator) *httptest.Server {
 	t.Helper()
 	dir := t.TempDir()
 	chunks, err := pebblestore.Open(pebblestore.Config{Dir: filepath.Join(dir, "chunks")})
@@ -48,7 +55,7 @@ func newServer(t testing.TB) *httptest.Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(api.New(api.Options{Images: svc, Usage: svc}))
+	srv := httptest.NewServer(api.New(api.Options{Images: svc, Usage: svc, Auth: authn}))
 	t.Cleanup(srv.Close)
 	t.Cleanup(svc.WaitTasks)
 	return srv

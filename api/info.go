@@ -31,7 +31,8 @@ func (s *server) storesDetail(w http.ResponseWriter, r *http.Request) {
 
 func (s *server) usage(w http.ResponseWriter, r *http.Request) {
 	out := map[string]any{"usage": map[string]any{}}
-	if s.o.Usage != nil {
+	// The store-wide report counts every project's images: admins only.
+	if s.o.Usage != nil && engine.Authorize(r.Context(), engine.ActionStoreUsage, engine.Target{}) == nil {
 		u, err := s.o.Usage.Usage(r.Context())
 		if err != nil {
 			s.writeError(w, r, err)

@@ -2,12 +2,14 @@ package api
 
 import (
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"strings"
 	"time"
 
+	"github.com/mosaicimg/mosaic/api/auth"
 	"github.com/mosaicimg/mosaic/engine"
 )
 
@@ -22,9 +24,12 @@ func (s *server) middleware(next http.Handler) http.Handler {
 			s.writeError(w, r, newHTTPError(http.StatusBadRequest, "Request ID longer than 64 characters."))
 			return
 		}
-		// Authentication is off: every request acts as Glance's
-		// unauthenticated context (auth modes replace this).
-		r = r.WithContext(engine.WithCaller(r.Context(), engine.NoAuthCaller()))
+		caller, err := s.authenticate(r)
+		if err != nil {
+			s.authFailed(w, r, err)
+			return
+		}
+		r = r.WithContext(engine.WithCaller(r.Context(), caller))
 		if p, ok := versionedPath(r.URL.Path); ok {
 			r.URL.Path, r.URL.RawPath = p, ""
 		}
@@ -34,6 +39,44 @@ func (s *server) middleware(next http.Handler) http.Handler {
 			"duration", time.Since(start), "request_id", id)
 	})
 }
+
+// authenticate returns the request's caller. The version documents are
+// served to anyone, as Glance's version negotiation answers them before
+// its authtoken middleware; they act as an anonymous caller that policy
+// allows nothing, never as the system (a context without a caller).
+func (s *server) authenticate(r *http.Request) (*engine.Caller, error) {
+	if r.URL.Path == "/" || r.URL.Path == "/versions" {
+		return &engine.Caller{}, nil
+	}
+	return s.o.Auth.Authenticate(r.Context(), r)
+}
+
+// authFailed answers a request that could not be authenticated as
+// keystonemiddleware does: 401 with its JSON body and, when the identity
+// service has one, a WWW-Authenticate challenge naming it; 503 when the
+// identity service could not be asked (never a silent allow).
+func (s *server) authFailed(w http.ResponseWriter, r *http.Request, err error) {
+	if !errors.Is(err, auth.ErrUnauthenticated) {
+		s.log.Warn("cannot authenticate: identity service unavailable", "method", r.Method, "path", r.URL.Path, "err", err,
+			"request_id", w.Header().Get("X-Openstack-Request-Id"))
+		s.writeError(w, r, newHTTPError(http.StatusServiceUnavailable, "The Keystone service is temporarily unavailable."))
+		return
+	}
+	s.log.Debug("request not authenticated", "method", r.Method, "path", r.URL.Path, "err", err,
+		"request_id", w.Header().Get("X-Openstack-Request-Id"))
+	if ch := s.o.Auth.Challenge(); ch != "" {
+		w.Header().Set("WWW-Authenticate", ch)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", fmt.Sprint(len(unauthorizedBody)))
+	w.WriteHeader(http.StatusUnauthorized)
+	if r.Method != http.MethodHead {
+		_, _ = w.Write([]byte(unauthorizedBody))
+	}
+}
+
+// unauthorizedBody is keystonemiddleware's 401 body.
+const unauthorizedBody = `{"error": {"code": 401, "title": "Unauthorized", "message": "The request you have made requires authentication."}}`
 
 // versionedPath maps Glance's minor-version prefixes (/v2.0 … /v2.15) to
 // /v2, as its version negotiation does: minor versions are informational.

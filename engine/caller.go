@@ -23,6 +23,14 @@ type Caller struct {
 // HasRole reports whether the caller has the role.
 func (c *Caller) HasRole(role string) bool { return c != nil && slices.Contains(c.Roles, role) }
 
+// Admin reports whether the caller is an admin: Glance's is_admin, which
+// its context middleware sets for the admin role.
+func (c *Caller) Admin() bool { return c != nil && (c.IsAdmin || c.HasRole("admin")) }
+
+// InProject reports whether the caller acts in project p (never for an
+// empty p: a caller without a project owns nothing).
+func (c *Caller) InProject(p string) bool { return c != nil && p != "" && c.ProjectID == p }
+
 // NoAuthCaller is the identity of every request when authentication is off,
 // as Glance's unauthenticated-context pipeline.
 func NoAuthCaller() *Caller { return &Caller{IsAdmin: true} }

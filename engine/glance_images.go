@@ -24,7 +24,7 @@ func (s *Service) CreateImage(ctx context.Context, body map[string]json.RawMessa
 	if c := CallerFrom(ctx); c != nil {
 		if !ownerGiven {
 			img.Owner = c.ProjectID
-		} else if !c.IsAdmin && img.Owner != c.ProjectID {
+		} else if !c.Admin() && img.Owner != c.ProjectID {
 			return nil, Errorf(ErrForbidden, "You are not permitted to create images owned by '%s'.", img.Owner)
 		}
 	}

@@ -498,7 +498,7 @@ func (s *Service) ListImages(ctx context.Context, q *ListQuery) (*ListPage, erro
 	}
 	c := CallerFrom(ctx)
 	var memberships map[string]*Member
-	if c != nil && !c.IsAdmin && c.ProjectID != "" {
+	if c != nil && !c.Admin() && c.ProjectID != "" {
 		if ms, err := s.memberStore(); err == nil {
 			if memberships, err = ms.MembershipsOf(ctx, c.ProjectID); err != nil {
 				return nil, err
@@ -589,7 +589,7 @@ func listVisible(c *Caller, img *Image, q *ListQuery, m *Member) bool {
 		// Even admins list others' community images only on request.
 		return false
 	}
-	if c == nil || c.IsAdmin {
+	if c == nil || c.Admin() {
 		return true
 	}
 	memberOK := m != nil && (q.MemberStatus == "all" || m.Status == q.MemberStatus)

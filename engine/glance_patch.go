@@ -221,15 +221,21 @@ func applyPatchOp(ctx context.Context, img *Image, op PatchOp) error {
 			return forbiddenf("Attribute %s can be only replaced for a queued image.", k)
 		}
 	case "owner":
-		if c := CallerFrom(ctx); c != nil && !c.IsAdmin && op.Op == "replace" {
+		// "add" on a base attribute replaces it too.
+		if c := CallerFrom(ctx); c != nil && !c.Admin() {
 			return forbiddenf("Attribute 'owner' can only be changed by an administrator.")
 		}
 	}
 	if err := setAttribute(img, k, op.Value); err != nil {
 		return err
 	}
-	if k == "visibility" && img.Visibility == VisibilityPublic {
-		return Authorize(ctx, ActionPublicizeImage, Target{Image: img})
+	if k == "visibility" {
+		switch img.Visibility {
+		case VisibilityPublic:
+			return Authorize(ctx, ActionPublicizeImage, Target{Image: img})
+		case VisibilityCommunity:
+			return Authorize(ctx, ActionCommunitizeImage, Target{Image: img})
+		}
 	}
 	return nil
 }

@@ -238,3 +238,135 @@ func TestStageImportAndWebDownload(t *testing.T) {
 		t.Fatalf("loopback download: status %s", got.Status)
 	}
 }
+
+// TestListScopeAndRoles checks Glance's listing rules for a project that
+// is not the owner (own ∪ public ∪ shared-and-accepted ∪ own community;
+// others' community only on request), a reader that may not write, and the
+// admin-only changes (owner, publicize).
+func TestListScopeAndRoles(t *testing.T) {
+	svc := newService(t, engine.ServiceConfig{})
+	a, b := as("pA", "member", "reader"), as("pB", "member", "reader")
+	readerA := as("pA", "reader")
+	admin := as("pAdmin", "admin", "member", "reader")
+	priv := create(t, svc, a, `{"name":"a-private","visibility":"private"}`)
+	shared := create(t, svc, a, `{"name":"a-shared"}`)
+	comm := create(t, svc, a, `{"name":"a-community","visibility":"community"}`)
+	ownComm := create(t, svc, b, `{"name":"b-community","visibility":"community"}`)
+	pub := create(t, svc, admin, `{"name":"public","visibility":"public"}`)
+	names := func(ctx context.Context, query string) map[string]bool {
+		t.Helper()
+		q, err := engine.ParseListQuery(query)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := svc.ListImages(ctx, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]bool{}
+		for _, img := range p.Images {
+			out[*img.Name] = true
+		}
+		return out
+	}
+	expect := func(ctx context.Context, query string, want ...string) {
+		t.Helper()
+		got := names(ctx, query)
+		if len(got) != len(want) {
+			t.Fatalf("list %q: %v, want %v", query, got, want)
+		}
+		for _, w := range want {
+			if !got[w] {
+				t.Fatalf("list %q: %v, want %v", query, got, want)
+			}
+		}
+	}
+	expect(b, "", "b-community", "public")
+	expect(b, "visibility=community", "a-community", "b-community")
+	expect(a, "", "a-private", "a-shared", "a-community", "public")
+	if _, err := svc.AddMember(a, shared.ID, "pB"); err != nil {
+		t.Fatal(err)
+	}
+	expect(b, "", "b-community", "public")
+	expect(b, "member_status=pending", "a-shared", "b-community", "public")
+	if _, err := svc.UpdateMember(b, shared.ID, "pB", engine.MemberAccepted); err != nil {
+		t.Fatal(err)
+	}
+	expect(b, "", "a-shared", "b-community", "public")
+	if _, err := svc.UpdateMember(b, shared.ID, "pB", engine.MemberRejected); err != nil {
+		t.Fatal(err)
+	}
+	expect(b, "", "b-community", "public")
+	expect(b, "member_status=rejected", "a-shared", "b-community", "public")
+	expect(b, "visibility=shared&member_status=all", "a-shared")
+	// A rejected member still sees the image itself, as Glance's show.
+	if _, err := svc.ShowImage(b, shared.ID); err != nil {
+		t.Fatalf("rejected member: %v", err)
+	}
+	if _, err := svc.ShowImage(b, priv.ID); !errors.Is(err, engine.ErrNotFound) || !bytes.Contains([]byte(err.Error()), []byte(priv.ID)) ||
+		bytes.Contains([]byte(err.Error()), []byte("a-private")) {
+		t.Fatalf("private image shown to another project: %v", err)
+	}
+
+	// The reader reads but never writes.
+	expect(readerA, "", "a-private", "a-shared", "a-community", "public")
+	if _, _, err := svc.OpenData(readerA, priv.ID); err != nil && err != engine.ErrNoData {
+		t.Fatalf("reader download: %v", err)
+	}
+	if _, err := svc.CreateImage(readerA, map[string]json.RawMessage{}); !errors.Is(err, engine.ErrForbidden) {
+		t.Fatalf("reader creates: %v", err)
+	}
+	for name, err := range map[string]error{
+		"tag":        svc.AddTag(readerA, priv.ID, "x"),
+		"delete":     svc.DeleteImage(readerA, priv.ID),
+		"deactivate": svc.Deactivate(readerA, priv.ID),
+		"member":     func() error { _, err := svc.AddMember(readerA, shared.ID, "pC"); return err }(),
+		"upload":     func() error { _, err := svc.UploadData(readerA, priv.ID, bytes.NewReader([]byte("x"))); return err }(),
+		"patch": func() error {
+			_, err := svc.PatchImage(readerA, priv.ID, mustPatch(t, `[{"op":"replace","path":"/name","value":"x"}]`))
+			return err
+		}(),
+		"communitize": func() error {
+			_, err := svc.PatchImage(readerA, priv.ID, mustPatch(t, `[{"op":"replace","path":"/visibility","value":"community"}]`))
+			return err
+		}(),
+	} {
+		if !errors.Is(err, engine.ErrForbidden) {
+			t.Errorf("reader %s: %v, want forbidden", name, err)
+		}
+	}
+
+	// Owner changes and publicizing are the admin's.
+	for _, patch := range []string{
+		`[{"op":"replace","path":"/owner","value":"pB"}]`,
+		`[{"op":"add","path":"/owner","value":"pB"}]`,
+		`[{"op":"replace","path":"/visibility","value":"public"}]`,
+	} {
+		if _, err := svc.PatchImage(a, comm.ID, mustPatch(t, patch)); !errors.Is(err, engine.ErrForbidden) {
+			t.Errorf("member %s: %v, want forbidden", patch, err)
+		}
+	}
+	got, err := svc.PatchImage(admin, comm.ID, mustPatch(t, `[{"op":"replace","path":"/owner","value":"pB"},{"op":"replace","path":"/visibility","value":"public"}]`))
+	if err != nil || got.Owner != "pB" || got.Visibility != engine.VisibilityPublic {
+		t.Fatalf("admin owner+publicize: %+v %v", got, err)
+	}
+	// Protected images cannot be deleted, even by an admin.
+	if _, err := svc.PatchImage(a, priv.ID, mustPatch(t, `[{"op":"replace","path":"/protected","value":true}]`)); err != nil {
+		t.Fatal(err)
+	}
+	for _, ctx := range []context.Context{a, admin} {
+		if err := svc.DeleteImage(ctx, priv.ID); !errors.Is(err, engine.ErrForbidden) {
+			t.Fatalf("protected delete: %v", err)
+		}
+	}
+	_, _ = ownComm, pub
+}
+
+func mustPatch(t *testing.T, body string) []engine.PatchOp {
+	t.Helper()
+	ops, err := engine.ParsePatch(engine.PatchMediaType, []byte(body))
+	if err != nil {
+		t.Fatalf("patch %s: %v", body, err)
+	}
+	return ops
+}

@@ -44,32 +44,6 @@ const (
 // not even know exists). A nil Caller is the system and may do anything.
 type SecretPolicy func(c *Caller, action SecretAction, s *Secret) error
 
-// DefaultSecretPolicy is the key manager's access rule, the same shape as
-// Glance's default image policy: secrets belong to a project; readers,
-// members and admins of that project may read them; members and admins may
-// store and delete them; an admin context (Glance's is_admin, which the
-// unauthenticated mode has) may do anything. Other projects' secrets are
-// invisible (not found), as other projects' private images are.
-func DefaultSecretPolicy(c *Caller, action SecretAction, s *Secret) error {
-	if c == nil || c.IsAdmin {
-		return nil
-	}
-	write := action == SecretActionCreate || action == SecretActionDelete
-	if s != nil && s.ProjectID != c.ProjectID {
-		if action == SecretActionCreate {
-			return Errorf(ErrForbidden, "A secret can only be stored in the caller's own project.")
-		}
-		return Errorf(ErrNotFound, "Not Found. Sorry but your secret is in another castle.")
-	}
-	switch {
-	case c.HasRole("admin"), c.HasRole("member"), c.HasRole("creator"):
-		return nil
-	case !write && (c.HasRole("reader") || c.HasRole("observer")):
-		return nil
-	}
-	return Errorf(ErrForbidden, "You are not authorized to perform %s.", action)
-}
-
 // KeyManagerConfig configures a KeyManager.
 type KeyManagerConfig struct {
 	// Policy decides access; nil means DefaultSecretPolicy. The identity

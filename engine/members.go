@@ -165,10 +165,8 @@ func (s *Service) GetMember(ctx context.Context, imageID, memberID string) (*Mem
 }
 
 // UpdateMember sets a membership's status (pending, accepted or rejected).
+// Policy comes first: an owner sending a bad status gets 403, as in Glance.
 func (s *Service) UpdateMember(ctx context.Context, imageID, memberID, status string) (*Member, error) {
-	if !slices.Contains([]string{MemberPending, MemberAccepted, MemberRejected}, status) {
-		return nil, Errorf(ErrInvalid, `Incorrect request: Status must be "pending", "accepted" or "rejected".`)
-	}
 	m, err := s.GetMember(ctx, imageID, memberID)
 	if err != nil {
 		return nil, err
@@ -179,6 +177,9 @@ func (s *Service) UpdateMember(ctx context.Context, imageID, memberID, status st
 	}
 	if err := Authorize(ctx, ActionModifyMember, Target{Image: img, Member: m, CallerMember: m}); err != nil {
 		return nil, err
+	}
+	if !slices.Contains([]string{MemberPending, MemberAccepted, MemberRejected}, status) {
+		return nil, Errorf(ErrInvalid, `Incorrect request: Status must be "pending", "accepted" or "rejected".`)
 	}
 	ms, err := s.memberStore()
 	if err != nil {

@@ -70,6 +70,13 @@ func (s *PinSession) End() {
 	}
 }
 
+// IsPinned reports whether an upload on this node still pins id.
+func (p *Pins) IsPinned(id ChunkID) bool {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	return p.count[id] > 0
+}
+
 // Pinned returns the number of distinct pinned chunks.
 func (p *Pins) Pinned() int {
 	p.mu.RLock()

@@ -5,6 +5,8 @@ import (
 	"log/slog"
 	"net/http"
 	"time"
+
+	"github.com/mosaicimg/mosaic/engine"
 )
 
 // Config configures the replication layer of one node.
@@ -26,9 +28,14 @@ type Config struct {
 	// QueueChunks bounds the chunks queued per remote node (back pressure
 	// on uploads); 0 means 256.
 	QueueChunks int
-	// ClaimTTL is how long a claimed chunk stays protected from this
-	// node's GC; 0 means 1 hour.
+	// ClaimTTL is how long a claim protects chunks from the claimed
+	// node's GC; 0 means 10 minutes. The claimant renews its claims every
+	// ClaimTTL/3 while its uploads still pin the chunks (LocalPins), so a
+	// lease outlives its upload by at most ClaimTTL.
 	ClaimTTL time.Duration
+	// LocalPins is the pin set of this node's uploads; nil disables claim
+	// renewal (claims then last ClaimTTL).
+	LocalPins *engine.Pins
 	// RepairInterval is the period of full repair passes (membership
 	// changes start one at once); 0 means 10 minutes.
 	RepairInterval time.Duration
@@ -61,7 +68,7 @@ func (c *Config) Validate() error {
 		c.QueueChunks = 256
 	}
 	if c.ClaimTTL <= 0 {
-		c.ClaimTTL = time.Hour
+		c.ClaimTTL = 10 * time.Minute
 	}
 	if c.RepairInterval <= 0 {
 		c.RepairInterval = 10 * time.Minute

@@ -21,10 +21,16 @@ type Peer struct {
 
 	mu     sync.Mutex
 	leases []lease
+
+	stop      chan struct{}
+	stopOnce  sync.Once
+	expirerWG sync.WaitGroup
 }
 
 // lease protects claimed chunks from local GC until it expires: a remote
-// upload decided not to send them because this node has them.
+// upload either decided not to send them because this node has them, or
+// sends them right after the claim; either way its record is not committed
+// yet. The claimant renews the claim while its upload runs.
 type lease struct {
 	until time.Time
 	s     *engine.PinSession
@@ -34,9 +40,28 @@ type lease struct {
 // must be the set this node's garbage collector honours.
 func NewPeer(cfg Config, local engine.ChunkStore, pins *engine.Pins) *Peer {
 	if cfg.ClaimTTL <= 0 {
-		cfg.ClaimTTL = time.Hour
+		cfg.ClaimTTL = 10 * time.Minute
 	}
-	return &Peer{local: local, pins: pins, ttl: cfg.ClaimTTL}
+	p := &Peer{local: local, pins: pins, ttl: cfg.ClaimTTL, stop: make(chan struct{})}
+	p.expirerWG.Add(1)
+	go p.expireLoop()
+	return p
+}
+
+// expireLoop ends lapsed leases even when no claim arrives, so GC can
+// reclaim their chunks.
+func (p *Peer) expireLoop() {
+	defer p.expirerWG.Done()
+	t := time.NewTicker(max(p.ttl/6, 500*time.Millisecond))
+	defer t.Stop()
+	for {
+		select {
+		case <-p.stop:
+			return
+		case now := <-t.C:
+			p.expire(now)
+		}
+	}
 }
 
 // LocalChunk returns a verified chunk from the local store only (a node
@@ -138,8 +163,10 @@ func (p *Peer) expire(now time.Time) {
 // SyncChunks makes every chunk received so far durable.
 func (p *Peer) SyncChunks(ctx context.Context) error { return p.local.Sync(ctx) }
 
-// Close releases every lease.
+// Close stops lease expiry and releases every lease.
 func (p *Peer) Close() error {
+	p.stopOnce.Do(func() { close(p.stop) })
+	p.expirerWG.Wait()
 	p.expire(time.Now().Add(100 * 365 * 24 * time.Hour))
 	return nil
 }

@@ -19,6 +19,7 @@ type Store struct {
 	local   engine.GCStore
 	members Membership
 	fetch   *Fetcher
+	claims  *claims
 
 	mu          sync.Mutex
 	pushers     map[string]*pusher
@@ -46,7 +47,7 @@ func NewStore(cfg Config, local engine.GCStore, members Membership) (*Store, err
 	if err != nil {
 		return nil, err
 	}
-	return &Store{cfg: f.cfg, local: local, members: members, fetch: f,
+	return &Store{cfg: f.cfg, local: local, members: members, fetch: f, claims: newClaims(f.cfg, f.c.claim),
 		pushers: map[string]*pusher{}, outstanding: map[uint64]int{}, changed: make(chan struct{})}, nil
 }
 
@@ -70,6 +71,7 @@ func (s *Store) Close() error {
 	}
 	s.mu.Unlock()
 	s.wg.Wait()
+	s.claims.close()
 	return nil
 }
 
@@ -354,6 +356,24 @@ func (s *Store) placeOn(ctx context.Context, m Member, ws []*want) error {
 		}
 		return nil
 	}
+	// Claim first, as the pushers do: the chunks get a lease on m before
+	// they are sent, so m's GC keeps them until the record is committed.
+	have := make([]bool, 0, len(ws))
+	for i := 0; i < len(ws); i += maxClaimBatch {
+		ids := make([]engine.ChunkID, 0, min(len(ws)-i, maxClaimBatch))
+		for _, w := range ws[i:min(len(ws), i+maxClaimBatch)] {
+			ids = append(ids, w.id)
+		}
+		rctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
+		h, err := s.fetch.c.claim(rctx, m.Addr, ids)
+		cancel()
+		if err != nil {
+			s.fetch.markDown(m.ID, true)
+			return err
+		}
+		s.claims.record(m.Addr, ids)
+		have = append(have, h...)
+	}
 	var frames []byte
 	n := 0
 	flush := func() error {
@@ -369,7 +389,10 @@ func (s *Store) placeOn(ctx context.Context, m Member, ws []*want) error {
 		}
 		return err
 	}
-	for _, w := range ws {
+	for i, w := range ws {
+		if have[i] {
+			continue
+		}
 		frames = appendFrame(frames, w.id, w.data)
 		n++
 		if len(frames) >= s.cfg.BatchBytes {
@@ -470,6 +493,7 @@ func (p *pusher) send(batch []*item) error {
 		f.markDown(to.ID, true)
 		return err
 	}
+	p.s.claims.record(to.Addr, ids)
 	var frames []byte
 	n := 0
 	for i, it := range batch {

@@ -29,6 +29,7 @@ type clusterFlags struct {
 	advertiseAPI  string
 	advertiseRaft string
 	replicas      int
+	claimTTL      time.Duration
 }
 
 func (f *clusterFlags) register(fs *flag.FlagSet) {
@@ -39,6 +40,7 @@ func (f *clusterFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.advertiseAPI, "advertise-api", "", "API address other nodes use to reach this one (default: --api-addr)")
 	fs.StringVar(&f.advertiseRaft, "advertise-raft", "", "Raft address other nodes use to reach this one (default: --raft-addr)")
 	fs.IntVar(&f.replicas, "replicas", 3, "copies of every chunk across storage nodes (fewer in a smaller cluster)")
+	fs.DurationVar(&f.claimTTL, "claim-ttl", 10*time.Minute, "how long another node's claim on chunks stored here protects them from GC (claims are renewed while the claiming upload runs)")
 }
 
 // resolve reads the secret file and fills defaults.
@@ -61,6 +63,9 @@ func (f *clusterFlags) resolve(apiAddr, raftAddr string) error {
 	}
 	if f.replicas < 1 {
 		return fmt.Errorf("--replicas %d: must be at least 1", f.replicas)
+	}
+	if f.claimTTL < 3*time.Second {
+		return fmt.Errorf("--claim-ttl %s: must be at least 3s", f.claimTTL)
 	}
 	return nil
 }
@@ -120,13 +125,14 @@ func startCluster(ctx context.Context, n *node, c serveConfig, chunks *pebblesto
 		}
 		return out
 	})
-	rcfg := replication.Config{SelfID: c.nodeID, Replicas: c.cluster.replicas, Secret: c.cluster.secret, HTTPClient: hc, Logger: log}
+	pins := engine.NewPins()
+	rcfg := replication.Config{SelfID: c.nodeID, Replicas: c.cluster.replicas, Secret: c.cluster.secret, HTTPClient: hc, Logger: log,
+		ClaimTTL: c.cluster.claimTTL, LocalPins: pins}
 	store, err := replication.NewStore(rcfg, chunks, members)
 	if err != nil {
 		return nil, err
 	}
 	n.onClose(store.Close)
-	pins := engine.NewPins()
 	keys := engine.NewKeyManager(meta, engine.KeyManagerConfig{})
 	svc, err := engine.NewService(engine.ServiceConfig{NodeID: c.nodeID, ChunkCacheBytes: c.cacheBytes,
 		Certificates: keys, Import: c.importConfig()},

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/mosaicimg/mosaic/api"
+	"github.com/mosaicimg/mosaic/api/auth"
 	"github.com/mosaicimg/mosaic/engine"
 	"github.com/mosaicimg/mosaic/engine/pebblestore"
 	"github.com/mosaicimg/mosaic/fusefs"
@@ -39,6 +40,9 @@ type serveConfig struct {
 	trustedCA  stringList
 	// importHosts, if set, are the only hosts web-download may use (any port).
 	importHosts string
+	// auth configures authentication; authn is what it built.
+	auth  authFlags
+	authn auth.Authenticator
 }
 
 func (c serveConfig) importConfig() engine.ImportConfig {
@@ -66,6 +70,7 @@ func serve(ctx context.Context, args []string) error {
 	fs.BoolVar(&c.verifySigs, "verify-signatures", false, "with --mount: verify signed images before they are opened and refuse (EACCES) those that fail")
 	fs.Var(&c.trustedCA, "trusted-ca", "with --verify-signatures: PEM file of certificates signing certificates must chain to (repeatable)")
 	fs.StringVar(&c.importHosts, "import-allowed-hosts", "", "comma-separated hosts web-download may fetch from (default: any public host on ports 80/443)")
+	c.auth.register(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -74,6 +79,9 @@ func serve(ctx context.Context, args []string) error {
 	}
 	log, err := newLogger(c.logLevel)
 	if err != nil {
+		return err
+	}
+	if c.authn, err = c.auth.authenticator(c.apiAddr, log); err != nil {
 		return err
 	}
 	n, err := startNode(ctx, c, log)
@@ -110,9 +118,6 @@ func startNode(ctx context.Context, c serveConfig, log *slog.Logger) (_ *node, e
 			_ = n.close()
 		}
 	}()
-	if !isLoopback(c.apiAddr) {
-		log.Warn("API listens beyond loopback without authentication", "addr", c.apiAddr)
-	}
 	if err := os.MkdirAll(c.dataDir, 0o750); err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
@@ -168,7 +173,8 @@ func startNode(ctx context.Context, c serveConfig, log *slog.Logger) (_ *node, e
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/internal/", cl.internal)
-	mux.Handle("/", withStorageAdmin(api.New(api.Options{Images: svc, Usage: svc, Cache: imageCache, Logger: log, KeyManager: keys}), gc, svc, log))
+	mux.Handle("/", requireAdminFor(adminPrefix, c.authn,
+		withStorageAdmin(api.New(api.Options{Images: svc, Usage: svc, Cache: imageCache, Logger: log, KeyManager: keys, Auth: c.authn}), gc, svc, log)))
 	srv := &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: 30 * time.Second,

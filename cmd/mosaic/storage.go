@@ -97,6 +97,9 @@ func adminCall(ctx context.Context, method, url string, out any) error {
 	if err != nil {
 		return err
 	}
+	if tok := os.Getenv("OS_AUTH_TOKEN"); tok != "" { // an admin's token, with --auth token|keystone
+		req.Header.Set("X-Auth-Token", tok)
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return err

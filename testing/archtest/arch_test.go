@@ -47,7 +47,8 @@ var allowedOurs = map[string][]string{
 	"engine/pebblestore": {"engine", "chunker"},
 	"raftmeta":           {"engine", "chunker"},
 	"fusefs":             {"engine", "chunker"},
-	"api":                {"engine", "chunker"},
+	"api":                {"engine", "chunker", "api/auth"},
+	"api/auth":           {"engine"},
 	// replication places and moves chunks between nodes; it sees the
 	// metadata only through interfaces it declares (cmd adapts raftmeta).
 	"replication": {"engine", "chunker"},
