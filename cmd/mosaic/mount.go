@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/mosaicimg/mosaic/api"
+	"github.com/mosaicimg/mosaic/api/auth"
 	"github.com/mosaicimg/mosaic/engine"
 	"github.com/mosaicimg/mosaic/engine/pebblestore"
 	"github.com/mosaicimg/mosaic/fusefs"
@@ -45,6 +46,9 @@ type mountConfig struct {
 	verifySigs      bool
 	trustedCA       stringList
 	cluster         clusterFlags
+	// auth guards the cache API as on storage nodes; authn is what it built.
+	auth  authFlags
+	authn auth.Authenticator
 }
 
 func mountCommand(ctx context.Context, args []string) error {
@@ -69,6 +73,7 @@ func mountCommand(ctx context.Context, args []string) error {
 	fs.StringVar(&c.cluster.secretFile, "cluster-secret-file", "", "read the cluster secret from this file")
 	fs.StringVar(&c.cluster.advertiseAPI, "advertise-api", "", "API address other nodes use to reach this host (default: --api-addr)")
 	fs.StringVar(&c.cluster.advertiseRaft, "advertise-raft", "", "Raft address other nodes use to reach this host (default: --raft-addr)")
+	c.auth.register(fs)
 	// Accept DIR before or after the flags.
 	var rest []string
 	for {
@@ -91,13 +96,14 @@ func mountCommand(ctx context.Context, args []string) error {
 	if c.cacheSize <= 0 {
 		return fmt.Errorf("mount: --cache-size %d: must be positive", c.cacheSize)
 	}
-	c.cluster.nonVoter = true
-	c.cluster.replicas = 1 // unused: a mount host places no chunks
-	if err := c.cluster.resolve(c.apiAddr, c.raftAddr); err != nil {
+	if err := c.resolveCluster(); err != nil {
 		return err
 	}
 	log, err := newLogger(c.logLevel)
 	if err != nil {
+		return err
+	}
+	if c.authn, err = c.auth.authenticator(c.apiAddr, log); err != nil {
 		return err
 	}
 	n, err := startMountHost(ctx, c, log)
@@ -107,6 +113,30 @@ func mountCommand(ctx context.Context, args []string) error {
 	<-ctx.Done()
 	n.log.Info("shutting down")
 	return n.close()
+}
+
+// resolveCluster reads the secret file and fills defaults (the part of
+// serve's clusterFlags.resolve a mount host uses).
+func (c *mountConfig) resolveCluster() error {
+	f := &c.cluster
+	f.nonVoter = true
+	if f.secretFile != "" {
+		b, err := os.ReadFile(f.secretFile)
+		if err != nil {
+			return fmt.Errorf("cluster secret file: %w", err)
+		}
+		f.secret = strings.TrimSpace(string(b))
+	}
+	if f.secret == "" {
+		return errors.New("a cluster secret is required to join a cluster (--cluster-secret-file, MOSAIC_CLUSTER_SECRET or --cluster-secret)")
+	}
+	if len(f.secret) < 16 {
+		return errors.New("the cluster secret must be at least 16 characters")
+	}
+	if f.advertiseAPI == "" {
+		f.advertiseAPI = c.apiAddr
+	}
+	return nil
 }
 
 // startMountHost wires a mount host: Raft non-voter → Service over a
@@ -275,7 +305,7 @@ func unmountWhenIdle(fsrv *fusefs.Server, dir string, log *slog.Logger) error {
 // endpoints; a mount host serves no images, uploads or chunks.
 func mountHostHandler(c mountConfig, meta *raftmeta.Node, chunks *engine.CachingStore, svc *engine.Service,
 	imageCache *engine.ImageCache, log *slog.Logger) http.Handler {
-	glance := api.New(api.Options{Images: svc, Cache: imageCache, Logger: log})
+	glance := api.New(api.Options{Images: svc, Cache: imageCache, Logger: log, Auth: c.authn})
 	mux := http.NewServeMux()
 	mux.Handle("/internal/", api.NewInternal(api.InternalOptions{
 		Secret: c.cluster.secret, Reporter: &mountReporter{id: c.nodeID, chunks: chunks, meta: meta}, Logger: log,

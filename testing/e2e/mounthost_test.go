@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -79,8 +80,13 @@ func TestMountHost(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
+	tokens := filepath.Join(t.TempDir(), "tokens")
+	if err := os.WriteFile(tokens, []byte("admintok u-admin p-admin admin\nmembertok u-member p-member member\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	for i, b := range []struct{ id, format string }{{rawID, "raw"}, {qcowID, "qcow2"}} {
-		h := cluster.StartMountHost(t, c, cluster.MountHostOptions{Host: fmt.Sprintf("127.0.0.%d", 60+i)})
+		h := cluster.StartMountHost(t, c, cluster.MountHostOptions{Host: fmt.Sprintf("127.0.0.%d", 60+i),
+			Extra: []string{"--auth", "token", "--token-file", tokens}})
 		p := h.WaitImage(t, b.id)
 		if st := h.CacheStats(t); st.Misses != 0 || st.Chunks != 0 {
 			t.Fatalf("a new mount host's chunk cache is not empty: %+v", st)
@@ -93,7 +99,7 @@ func TestMountHost(t *testing.T) {
 			t.Fatalf("the boot fetched nothing through the host's cache: %+v", st)
 		}
 		if i == 0 {
-			checkHostAPI(t, h)
+			checkHostAPI(t, h, rawID)
 			readThroughDeath(t, c, h, dataID, data)
 		} else {
 			stopWhileOpen(t, h, p)
@@ -151,19 +157,56 @@ func readThroughDeath(t *testing.T, c cluster.Cluster, h *cluster.MountHost, id 
 	}
 }
 
-// checkHostAPI: the host serves Glance's cache API (admin only: without
-// authentication it answers 403 in Glance's format, as Glance does) and
-// nothing else of the image API.
-func checkHostAPI(t *testing.T, h *cluster.MountHost) {
+// checkHostAPI: the host serves Glance's cache API, admin only (401
+// without a token, 403 for a member), and a prefetch fetches the image
+// into the host's image cache; it serves nothing else of the image API.
+func checkHostAPI(t *testing.T, h *cluster.MountHost, id string) {
 	t.Helper()
 	ctx := context.Background()
-	st, b, err := cluster.Do(ctx, "GET", h.URL()+"/v2/cache", "", nil)
-	if err != nil || st != http.StatusForbidden || !bytes.Contains(b, []byte("403")) {
-		t.Fatalf("GET /v2/cache on the mount host without admin: %d %s %v; want Glance's 403", st, b, err)
+	call := func(method, path, token string) (int, []byte) {
+		t.Helper()
+		var hdr []string
+		if token != "" {
+			hdr = []string{"X-Auth-Token", token}
+		}
+		st, b, err := cluster.Do(ctx, method, h.URL()+path, "", nil, hdr...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st, b
 	}
-	st, b, err = cluster.Do(ctx, "GET", h.URL()+"/v2/images", "", nil)
-	if err != nil || st != http.StatusNotFound {
-		t.Fatalf("GET /v2/images on the mount host: %d %s %v; want 404 (a host serves only the cache API)", st, b, err)
+	if st, b := call("GET", "/v2/cache", ""); st != http.StatusUnauthorized {
+		t.Fatalf("GET /v2/cache on the mount host without a token: %d %s; want 401", st, b)
+	}
+	if st, b := call("GET", "/v2/cache", "membertok"); st != http.StatusForbidden {
+		t.Fatalf("GET /v2/cache on the mount host as a member: %d %s; want 403", st, b)
+	}
+	if st, b := call("PUT", "/v2/cache/"+id, "admintok"); st != http.StatusAccepted {
+		t.Fatalf("PUT /v2/cache/%s on the mount host as admin: %d %s; want 202", id, st, b)
+	}
+	cluster.Poll(t, time.Minute, "the prefetched image in the host's cache", func() error {
+		st, b := call("GET", "/v2/cache", "admintok")
+		if st != http.StatusOK {
+			return fmt.Errorf("GET /v2/cache: %d %s", st, b)
+		}
+		var cs struct {
+			Cached []struct {
+				ImageID string `json:"image_id"`
+			} `json:"cached_images"`
+		}
+		if err := json.Unmarshal(b, &cs); err != nil {
+			return err
+		}
+		if len(cs.Cached) != 1 || cs.Cached[0].ImageID != id {
+			return fmt.Errorf("cached images: %s", b)
+		}
+		return nil
+	})
+	if st, b := call("DELETE", "/v2/cache/"+id, "admintok"); st != http.StatusNoContent {
+		t.Fatalf("DELETE /v2/cache/%s on the mount host: %d %s; want 204", id, st, b)
+	}
+	if st, b := call("GET", "/v2/images", "admintok"); st != http.StatusNotFound {
+		t.Fatalf("GET /v2/images on the mount host: %d %s; want 404 (a host serves only the cache API)", st, b)
 	}
 }
 
