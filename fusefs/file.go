@@ -95,8 +95,13 @@ func (f *imageFile) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint
 	if flags&(syscall.O_WRONLY|syscall.O_RDWR) != 0 {
 		return nil, 0, syscall.EROFS
 	}
+	// An open is not abandoned when the kernel relays a signal
+	// (FUSE_INTERRUPT): QEMU does not retry an open that fails with EINTR,
+	// and it may take a signal while the first open of an image waits for
+	// its in-use lease. (A fatal signal still ends the caller's wait.)
+	ctx = context.WithoutCancel(ctx)
 	// Count the content open before checking the record (see OpenImages).
-	f.o.OpenImages.acquire(f.root)
+	f.o.OpenImages.acquire(ctx, f.root)
 	fh, fuseFlags, errno := f.open(ctx)
 	if errno != 0 {
 		f.o.OpenImages.release(f.root)

@@ -18,6 +18,9 @@ import (
 type OpenImages struct {
 	mu sync.Mutex
 	n  map[engine.ChunkID]int
+	// first, if set, runs on an image content's first open, before the
+	// open checks the record (a cluster-wide in-use lease is taken there).
+	first func(ctx context.Context, root engine.ChunkID)
 }
 
 var _ engine.RootSource = (*OpenImages)(nil)
@@ -25,10 +28,19 @@ var _ engine.RootSource = (*OpenImages)(nil)
 // NewOpenImages returns an empty set.
 func NewOpenImages() *OpenImages { return &OpenImages{n: map[engine.ChunkID]int{}} }
 
-func (o *OpenImages) acquire(root engine.ChunkID) {
+// OnFirstOpen sets a function to run when a content that had no open
+// file is opened, before the open checks the image record; the open waits
+// for it. Set it before mounting.
+func (o *OpenImages) OnFirstOpen(f func(ctx context.Context, root engine.ChunkID)) { o.first = f }
+
+func (o *OpenImages) acquire(ctx context.Context, root engine.ChunkID) {
 	o.mu.Lock()
 	o.n[root]++
+	first := o.n[root] == 1
 	o.mu.Unlock()
+	if first && o.first != nil {
+		o.first(ctx, root)
+	}
 }
 
 func (o *OpenImages) release(root engine.ChunkID) {

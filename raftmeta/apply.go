@@ -37,6 +37,8 @@ func applyCommand(st *state, data []byte) *applyResult {
 		return applyRemoveNode(st, c)
 	case CmdCreateSecret, CmdDeleteSecret:
 		return applySecretCommand(st, t, version, body)
+	case CmdPutLeases:
+		return applyPutLeases(st, version, body)
 	}
 	if res, ok := applyMemberCommand(st, t&^IgnorableFlag, version, body); ok {
 		return res

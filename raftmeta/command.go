@@ -38,6 +38,8 @@ func (t CommandType) String() string {
 		return "put-node"
 	case CmdRemoveNode:
 		return "remove-node"
+	case CmdPutLeases:
+		return "put-leases"
 	}
 	if name := secretCommandName(t); name != "" {
 		return name

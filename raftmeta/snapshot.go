@@ -92,6 +92,10 @@ func writeSnapshot(w io.Writer, st *state) error {
 		return err
 	}
 	n += m
+	if m, err = writeLeaseRecords(enc, st); err != nil {
+		return err
+	}
+	n += m
 	if err := enc.Encode(snapshotRecord{T: "end", N: n}); err != nil {
 		return err
 	}
@@ -137,6 +141,10 @@ func readSnapshot(r io.Reader) (*state, error) {
 			}
 		case "member", "task":
 			if err := restoreRecord(st, rec); err != nil {
+				return nil, err
+			}
+		case "lease":
+			if err := restoreLeaseRecord(st, rec.V); err != nil {
 				return nil, err
 			}
 		case "end":

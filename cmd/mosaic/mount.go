@@ -39,6 +39,7 @@ type mountConfig struct {
 	memCache   int64
 	readAhead  int
 	fetchLimit time.Duration
+	leaseTTL   time.Duration
 
 	imageCacheDir   string
 	imageCacheBytes int64
@@ -64,6 +65,7 @@ func mountCommand(ctx context.Context, args []string) error {
 	fs.Int64Var(&c.memCache, "chunk-cache-bytes", 256<<20, "decoded chunk cache in memory, in bytes")
 	fs.IntVar(&c.readAhead, "read-ahead-chunks", 16, "chunks fetched ahead of a sequential reader (a cold boot's serial reads wait on the network without it)")
 	fs.DurationVar(&c.fetchLimit, "fetch-timeout", 5*time.Second, "bound on one chunk request to one storage node before the next owner is asked")
+	fs.DurationVar(&c.leaseTTL, "lease-ttl", 2*time.Minute, "in-use lease of open images (renewed every quarter): how long a deleted image's chunks stay protected from GC after this host dies")
 	fs.StringVar(&c.imageCacheDir, "image-cache-dir", "", "where the image cache (PUT /v2/cache/{id}) keeps complete image copies (default: DATA-DIR/image-cache)")
 	fs.Int64Var(&c.imageCacheBytes, "image-cache-max-size", 10<<30, "image cache size in bytes; least recently used copies are pruned beyond it")
 	fs.BoolVar(&c.passthrough, "mount-passthrough", true, "serve images that have a complete copy in the image cache through FUSE passthrough (Linux 6.9+, root)")
@@ -92,6 +94,9 @@ func mountCommand(ctx context.Context, args []string) error {
 	c.dir = rest[0]
 	if c.cluster.join == "" {
 		return errors.New("mount: --cluster is required (API addresses of storage nodes)")
+	}
+	if c.leaseTTL < 4*time.Second {
+		return fmt.Errorf("mount: --lease-ttl %v: must be at least 4s", c.leaseTTL)
 	}
 	if c.cacheSize <= 0 {
 		return fmt.Errorf("mount: --cache-size %d: must be positive", c.cacheSize)
@@ -227,7 +232,12 @@ func startMountHost(ctx context.Context, c mountConfig, log *slog.Logger) (_ *no
 	}()
 	n.onClose(func() error { stopJoin(); <-joined; return nil })
 
-	fo := fusefs.Options{Logger: log}
+	// Open images hold an in-use lease cluster-wide (keeps their chunks
+	// from every storage node's GC after a delete); released after the
+	// unmount (closers run in reverse).
+	open := fusefs.NewOpenImages()
+	n.onClose(newLeaseKeeper(meta, c.nodeID, open, c.leaseTTL, log).start())
+	fo := fusefs.Options{Logger: log, OpenImages: open}
 	if c.passthrough {
 		fo.LocalCopies = imageCache
 	}

@@ -159,10 +159,12 @@ func startNode(ctx context.Context, c serveConfig, log *slog.Logger) (_ *node, e
 	}
 	// Files open on this node's mount keep their images' chunks from GC,
 	// even after the image is deleted (see fusefs.OpenImages).
-	var gcRoots []engine.RootSource
+	// In-use leases of mount hosts (and of other nodes' mounts) too.
+	gcRoots := []engine.RootSource{cl.meta.LeaseRoots()}
 	openImages := fusefs.NewOpenImages()
 	if c.mountDir != "" {
 		gcRoots = append(gcRoots, openImages)
+		n.onClose(newLeaseKeeper(cl.meta, c.nodeID, openImages, 2*time.Minute, log).start())
 	}
 	gc := engine.NewCollector(cl.meta, cl.store, cl.pins, engine.GCConfig{Grace: c.storage.gcGrace}, log, gcRoots...)
 	if c.storage.gcInterval > 0 {

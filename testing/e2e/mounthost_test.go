@@ -54,7 +54,10 @@ func TestMountHost(t *testing.T) {
 		t.Fatalf("/dev/fuse is missing: the FUSE mount cannot be tested: %v", err)
 	}
 	fx := harness.BootFixture(t)
-	c := cluster.StartProcesses(t, 3, cluster.Options{Replicas: 2, Direct: true})
+	// Short claims: chunks pushed by uploads are not protected from GC
+	// beyond a few seconds, so the delete-while-open check below shows
+	// the lease, not a claim, keeping them.
+	c := cluster.StartProcesses(t, 3, cluster.Options{Replicas: 2, Direct: true, ExtraArgs: []string{"--claim-ttl", "3s"}})
 	cluster.WaitConverged(t, c, 3)
 
 	open := func(p string) *os.File {
@@ -86,7 +89,7 @@ func TestMountHost(t *testing.T) {
 	}
 	for i, b := range []struct{ id, format string }{{rawID, "raw"}, {qcowID, "qcow2"}} {
 		h := cluster.StartMountHost(t, c, cluster.MountHostOptions{Host: fmt.Sprintf("127.0.0.%d", 60+i),
-			Extra: []string{"--auth", "token", "--token-file", tokens}})
+			Extra: []string{"--auth", "token", "--token-file", tokens, "--lease-ttl", "8s"}})
 		p := h.WaitImage(t, b.id)
 		if st := h.CacheStats(t); st.Misses != 0 || st.Chunks != 0 {
 			t.Fatalf("a new mount host's chunk cache is not empty: %+v", st)
@@ -102,6 +105,7 @@ func TestMountHost(t *testing.T) {
 			checkHostAPI(t, h, rawID)
 			readThroughDeath(t, c, h, dataID, data)
 		} else {
+			deleteWhileOpen(t, c, h, dataID, data)
 			stopWhileOpen(t, h, p)
 		}
 	}
@@ -248,4 +252,67 @@ func stopWhileOpen(t *testing.T, h *cluster.MountHost, p string) {
 	if _, err := os.Stat(p); err == nil {
 		t.Fatalf("%s still reachable after the host exited", p)
 	}
+}
+
+// deleteWhileOpen: the host has the image open (4 KiB read) when it is
+// deleted and every running storage node collects garbage with no grace;
+// the host's in-use lease keeps the chunks, so the rest of the image
+// (never fetched before) reads byte-exact. After the close the lease is
+// released and the next collections sweep the chunks.
+func deleteWhileOpen(t *testing.T, c cluster.Cluster, h *cluster.MountHost, id string, want []byte) {
+	t.Helper()
+	ctx := context.Background()
+	f, err := os.Open(h.WaitImage(t, id))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	got := make([]byte, len(want))
+	if _, err := io.ReadFull(f, got[:4096]); err != nil {
+		t.Fatal(err)
+	}
+	var api string
+	for i := 0; i < c.Len(); i++ {
+		if c.Running(i) {
+			api = c.URL(i)
+		}
+	}
+	if st, b, err := cluster.Do(ctx, "DELETE", api+"/v2/images/"+id, "", nil); err != nil || st != http.StatusNoContent {
+		t.Fatalf("delete %s: %d %s %v", id, st, b, err)
+	}
+	gc := func() (swept int) {
+		t.Helper()
+		for i := 0; i < c.Len(); i++ {
+			if !c.Running(i) {
+				continue
+			}
+			st, b, err := cluster.Do(ctx, "POST", c.URL(i)+"/mosaic/v1/gc?grace=0s", "", nil)
+			if err != nil || st != http.StatusOK {
+				t.Fatalf("gc on node %d: %d %s %v", i, st, b, err)
+			}
+			var s struct {
+				Swept int `json:"swept"`
+			}
+			if err := json.Unmarshal(b, &s); err != nil {
+				t.Fatal(err)
+			}
+			swept += s.Swept
+		}
+		return swept
+	}
+	swept := gc()
+	if _, err := io.ReadFull(f, got[4096:]); err != nil {
+		t.Fatalf("read the deleted, still open image after GC (swept %d chunks): %v", swept, err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatal("the deleted, still open image reads different bytes after GC")
+	}
+	t.Logf("deleted image read in full through the host after GC on every node (which swept %d other chunks)", swept)
+	f.Close()
+	cluster.Poll(t, time.Minute, "GC sweeps the deleted image's chunks once the host released its lease", func() error {
+		if n := gc(); n < len(want)/(1<<20) {
+			return fmt.Errorf("swept %d chunks", n)
+		}
+		return nil
+	})
 }
