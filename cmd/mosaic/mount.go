@@ -77,16 +77,16 @@ func mountCommand(ctx context.Context, args []string) error {
 	fs.StringVar(&c.cluster.advertiseRaft, "advertise-raft", "", "Raft address other nodes use to reach this host (default: --raft-addr)")
 	c.auth.register(fs)
 	// Accept DIR before or after the flags.
+	// (The environment is applied once, before the first part.)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
 	var rest []string
-	for {
-		if err := parseFlags(fs, args); err != nil {
+	for fs.NArg() > 0 {
+		rest = append(rest, fs.Arg(0))
+		if err := fs.Parse(fs.Args()[1:]); err != nil {
 			return err
 		}
-		if fs.NArg() == 0 {
-			break
-		}
-		rest = append(rest, fs.Arg(0))
-		args = fs.Args()[1:]
 	}
 	if len(rest) != 1 {
 		return errors.New("usage: mosaic mount --cluster ADDR[,ADDR...] [flags] DIR")
