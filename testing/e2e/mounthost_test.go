@@ -47,7 +47,12 @@ func clusterUpload(t *testing.T, url, name, diskFormat string, body io.Reader) s
 //     everything it reads);
 //   - a reader of an image on the host keeps reading, byte-exact, after
 //     kill -9 of a storage node (the chunks it still needs are fetched
-//     from their other owner).
+//     from their other owner);
+//   - the cache API (admin only) prefetches into the host's image cache;
+//   - an image deleted while open on a host keeps its chunks through GC on
+//     every storage node (the host's in-use lease), and a chunk cache
+//     smaller than what is read stays within its bound;
+//   - SIGTERM with a file open waits for the close, then unmounts.
 func TestMountHost(t *testing.T) {
 	harness.RequireTool(t, "fusermount3", "fuse3")
 	if _, err := os.Stat("/dev/fuse"); err != nil {
@@ -88,8 +93,12 @@ func TestMountHost(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i, b := range []struct{ id, format string }{{rawID, "raw"}, {qcowID, "qcow2"}} {
-		h := cluster.StartMountHost(t, c, cluster.MountHostOptions{Host: fmt.Sprintf("127.0.0.%d", 60+i),
-			Extra: []string{"--auth", "token", "--token-file", tokens, "--lease-ttl", "8s"}})
+		extra := []string{"--auth", "token", "--token-file", tokens, "--lease-ttl", "8s"}
+		if i == 1 {
+			// A chunk cache smaller than what this host reads: LRU eviction.
+			extra = append(extra, "--cache-size", fmt.Sprint(8<<20))
+		}
+		h := cluster.StartMountHost(t, c, cluster.MountHostOptions{Host: fmt.Sprintf("127.0.0.%d", 60+i), Extra: extra})
 		p := h.WaitImage(t, b.id)
 		if st := h.CacheStats(t); st.Misses != 0 || st.Chunks != 0 {
 			t.Fatalf("a new mount host's chunk cache is not empty: %+v", st)
@@ -106,6 +115,11 @@ func TestMountHost(t *testing.T) {
 			readThroughDeath(t, c, h, dataID, data)
 		} else {
 			deleteWhileOpen(t, c, h, dataID, data)
+			if st := h.CacheStats(t); st.Evicted == 0 || st.UsedBytes > st.MaxBytes || st.MaxBytes != 8<<20 {
+				t.Fatalf("an 8 MiB chunk cache after reading ~38 MiB: %+v; want evictions and use within the bound", st)
+			} else {
+				t.Logf("8 MiB chunk cache: %d chunks evicted, %.1f MiB used", st.Evicted, float64(st.UsedBytes)/(1<<20))
+			}
 			stopWhileOpen(t, h, p)
 		}
 	}
