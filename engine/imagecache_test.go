@@ -227,6 +227,11 @@ func TestImageCachePrefetchWritesASparseCopy(t *testing.T) {
 func TestImageCacheGlanceAnswers(t *testing.T) {
 	svc := newCacheTestService(t)
 	img := cacheTestUpload(t, svc, []byte("content"))
+	// Owned by the member's project: the policy, not visibility (an image
+	// the caller cannot see is 404, as in Glance), is what refuses it.
+	if _, err := svc.Update(context.Background(), img.ID, func(i *engine.Image) error { i.Owner = "p"; return nil }); err != nil {
+		t.Fatal(err)
+	}
 	c := openTestCache(t, svc, engine.ImageCacheConfig{Dir: t.TempDir()})
 	noauth := engine.WithCaller(context.Background(), engine.NoAuthCaller())
 	member := engine.WithCaller(context.Background(), &engine.Caller{ProjectID: "p", Roles: []string{"member", "reader"}})

@@ -51,11 +51,12 @@ func (r *ImageReader) Size() int64 { return r.m.Size }
 // Manifest returns the manifest being read. It must not be modified.
 func (r *ImageReader) Manifest() *Manifest { return r.m }
 
-// chunk returns the verified bytes of chunk i.
-func (r *ImageReader) chunk(ctx context.Context, i int) ([]byte, error) {
+// acquire returns the cache entry of chunk i with a ref held: release it
+// with r.cache.release and do not touch its bytes after that.
+func (r *ImageReader) acquire(ctx context.Context, i int) (*cacheEntry, error) {
 	c := r.m.Chunks[i]
-	return r.cache.Get(ctx, c.ID, func(ctx context.Context) ([]byte, error) {
-		b, err := r.store.Get(ctx, c.ID, nil)
+	return r.cache.acquire(ctx, c.ID, int(c.Size), func(ctx context.Context, buf []byte) ([]byte, error) {
+		b, err := r.store.Get(ctx, c.ID, buf)
 		if err != nil {
 			return nil, fmt.Errorf("read chunk %s at offset %d: %w", c.ID, c.Offset, err)
 		}
@@ -64,6 +65,15 @@ func (r *ImageReader) chunk(ctx context.Context, i int) ([]byte, error) {
 		}
 		return b, nil
 	})
+}
+
+// touch loads chunk i into the cache without keeping it.
+func (r *ImageReader) touch(ctx context.Context, i int) error {
+	e, err := r.acquire(ctx, i)
+	if err == nil {
+		r.cache.release(e)
+	}
+	return err
 }
 
 // Prime loads and verifies the chunk holding byte off, so that a caller
@@ -75,8 +85,7 @@ func (r *ImageReader) Prime(ctx context.Context, off int64) error {
 	if i >= len(r.m.Chunks) || r.m.Chunks[i].ID.IsZero() {
 		return nil
 	}
-	_, err := r.chunk(ctx, i)
-	return err
+	return r.touch(ctx, i)
 }
 
 // ReadAt implements io.ReaderAt without a context.
@@ -93,27 +102,32 @@ func (r *ImageReader) ReadAtContext(ctx context.Context, p []byte, off int64) (i
 	if off >= r.m.Size {
 		return 0, io.EOF
 	}
-	sequential := r.lastEnd.Swap(off+int64(len(p))) == off || off == 0
+	if len(p) == 0 {
+		return 0, nil
+	}
+	end := min(off+int64(len(p)), r.m.Size)
+	sequential := r.lastEnd.Swap(end) == off || off == 0
+	first, last := r.m.Find(off), r.m.Find(end-1)
+	held, err := r.acquireRange(ctx, first, last)
+	defer held.Release()
+	if err != nil {
+		return 0, err
+	}
 	n := 0
-	i := r.m.Find(off)
-	for n < len(p) && i < len(r.m.Chunks) {
+	for i := first; i <= last; i++ {
 		c := r.m.Chunks[i]
 		within := off + int64(n) - c.Offset
-		want := min(int64(len(p)-n), int64(c.Size)-within)
+		want := min(end-off-int64(n), int64(c.Size)-within)
 		if c.ID.IsZero() {
 			clear(p[n : n+int(want)])
 		} else {
-			data, err := r.chunk(ctx, i)
-			if err != nil {
-				return n, err
-			}
-			copy(p[n:n+int(want)], data[within:within+want])
+			d := held.entries[i-first].data
+			copy(p[n:n+int(want)], d[within:within+want])
 		}
 		n += int(want)
-		i++
 	}
 	if sequential && r.cfg.ReadAhead > 0 {
-		r.readAhead(ctx, i)
+		r.readAhead(ctx, last+1, last-first+1)
 	}
 	if n < len(p) {
 		return n, io.EOF
@@ -121,10 +135,11 @@ func (r *ImageReader) ReadAtContext(ctx context.Context, p []byte, off int64) (i
 	return n, nil
 }
 
-// readAhead starts background loads of the chunks after index from, up to
-// ReadAhead of them, skipping those already issued.
-func (r *ImageReader) readAhead(ctx context.Context, from int) {
-	end := min(from+r.cfg.ReadAhead, len(r.m.Chunks))
+// readAhead starts background loads of the chunks after index from: up to
+// ReadAhead of them, or two requests' worth when requests span more
+// chunks (a 1 MiB read spans ~16), skipping those already issued.
+func (r *ImageReader) readAhead(ctx context.Context, from, perRequest int) {
+	end := min(from+max(r.cfg.ReadAhead, 2*perRequest), len(r.m.Chunks))
 	for {
 		mark := r.raMark.Load()
 		if int64(end) <= mark {
@@ -151,7 +166,7 @@ func (r *ImageReader) readAhead(ctx context.Context, from int) {
 		r.raWG.Add(1)
 		go func() {
 			defer func() { <-r.raSem; r.raWG.Done() }()
-			_, _ = r.chunk(ctx, i) // errors surface on the demand read
+			_ = r.touch(ctx, i) // errors surface on the demand read
 		}()
 	}
 }
@@ -189,12 +204,15 @@ func (r *ImageReader) CopyRange(ctx context.Context, w io.Writer, off, n int64) 
 			}
 		} else {
 			if r.cfg.ReadAhead > 0 {
-				r.readAhead(ctx, i+1)
+				r.readAhead(ctx, i+1, 1)
 			}
-			var data []byte
-			data, err = r.chunk(ctx, i)
+			var e *cacheEntry
+			e, err = r.acquire(ctx, i)
 			if err == nil {
-				_, err = w.Write(data[within : within+want])
+				// io.Writer must not retain the slice: the buffer can
+				// be recycled after the release.
+				_, err = w.Write(e.data[within : within+want])
+				r.cache.release(e)
 			}
 		}
 		if err != nil {

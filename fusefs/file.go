@@ -177,13 +177,42 @@ func (f *imageFile) Read(ctx context.Context, fh fs.FileHandle, dest []byte, off
 		return fuse.ReadResultFd(h.copy.Fd(), off, int(n)), 0
 	}
 	// The chunk cache's own slices go straight into the reply (writev):
-	// no copy into dest.
-	vecs, n, err := h.r.Slices(ctx, off, len(dest), make([][]byte, 0, 24))
+	// no copy into dest. They are lent: go-fuse calls Done once the reply
+	// is written, and the cache may then recycle their buffers.
+	vecs, n, held, err := h.r.SlicesHeld(ctx, off, len(dest), make([][]byte, 0, 24))
 	if err != nil && !errors.Is(err, io.EOF) {
+		held.Release()
 		return nil, errnoFor(f.o.Logger, "read", f.id, err)
 	}
 	f.st.readBytes.Add(int64(n))
-	return fuse.ReadResultVector(vecs), 0
+	return &heldResult{vecs: vecs, n: n, held: held}, 0
+}
+
+// heldResult is a vectored read reply over lent chunk-cache slices. It has
+// the method set of go-fuse's vectored results (Slices, used for writev;
+// Bytes otherwise) and releases the slices in Done, which go-fuse calls
+// after the reply is written, whichever way it was written.
+type heldResult struct {
+	vecs [][]byte
+	n    int
+	held *engine.Held
+}
+
+func (r *heldResult) Size() int { return r.n }
+
+func (r *heldResult) Bytes(buf []byte) ([]byte, fuse.Status) {
+	buf = buf[:0]
+	for _, v := range r.vecs {
+		buf = append(buf, v...)
+	}
+	return buf, fuse.OK
+}
+
+func (r *heldResult) Slices() ([][]byte, fuse.Status) { return r.vecs, fuse.OK }
+
+func (r *heldResult) Done() {
+	r.vecs = nil
+	r.held.Release()
 }
 
 // Lseek answers SEEK_DATA and SEEK_HOLE from the manifest: zero runs (never

@@ -87,12 +87,19 @@ func (m *memImages) DeleteImage(ctx context.Context, id string, ifRevision uint6
 // newService returns a real engine over Pebble in a temp dir.
 func newService(t testing.TB) *engine.Service {
 	t.Helper()
+	return newServiceWithCache(t, 0)
+}
+
+// newServiceWithCache is newService with a chunk cache of cacheBytes (0:
+// the default).
+func newServiceWithCache(t testing.TB, cacheBytes int64) *engine.Service {
+	t.Helper()
 	chunks, err := pebblestore.Open(pebblestore.Config{Dir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { chunks.Close() })
-	svc, err := engine.NewService(engine.ServiceConfig{NodeID: "test"}, &memImages{images: map[string]*engine.Image{}}, chunks, nil, nil)
+	svc, err := engine.NewService(engine.ServiceConfig{NodeID: "test", ChunkCacheBytes: cacheBytes}, &memImages{images: map[string]*engine.Image{}}, chunks, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -287,7 +287,8 @@ func BenchmarkReadSequential(b *testing.B) {
 			}()
 			for b.Loop() {
 				c0 := cpuTime()
-				r := engine.NewImageReader(res.Manifest, s, engine.NewChunkCache(256<<20), engine.DefaultReaderConfig())
+				cache := engine.NewChunkCache(256 << 20)
+				r := engine.NewImageReader(res.Manifest, s, cache, engine.DefaultReaderConfig())
 				for off := int64(0); off < int64(len(data)); off += int64(len(buf)) {
 					n, err := r.ReadAt(buf, off)
 					if err != nil && !errors.Is(err, io.EOF) {
@@ -299,6 +300,8 @@ func BenchmarkReadSequential(b *testing.B) {
 				}
 				_ = r.Close()
 				cpu += cpuTime() - c0
+				st := cache.Stats()
+				b.ReportMetric(float64(st.Recycled)/float64(max(st.Misses, 1)), "recycled/load")
 			}
 		})
 	}
