@@ -111,6 +111,15 @@ func mountCommand(ctx context.Context, args []string) error {
 	if c.authn, err = c.auth.authenticator(c.apiAddr, log); err != nil {
 		return err
 	}
+	if isLoopback(c.raftAddr) && c.cluster.advertiseRaft == "" {
+		for _, a := range c.cluster.joinAddrs() {
+			if !isLoopback(a) {
+				log.Warn("the Raft address is loopback but the cluster is not: the leader cannot replicate to this host (set --raft-addr or --advertise-raft)",
+					"raft", c.raftAddr, "cluster", a)
+				break
+			}
+		}
+	}
 	n, err := startMountHost(ctx, c, log)
 	if err != nil {
 		return err
