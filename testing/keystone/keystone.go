@@ -244,15 +244,25 @@ func (k *Keystone) Revoke(t testing.TB, tok string) {
 func (k *Keystone) ShortLivedToken(t testing.TB, userID, user, password, projectID string, ttl time.Duration) (string, time.Time) {
 	t.Helper()
 	userTok := k.Token(t, user, password, projectID)
-	exp := time.Now().UTC().Add(ttl).Truncate(time.Second)
 	var cred struct {
 		ApplicationCredential struct{ ID, Secret string } `json:"application_credential"`
 	}
-	name := fmt.Sprintf("short-%d", time.Now().UnixNano())
-	if _, err := k.call("POST", "/users/"+userID+"/application_credentials", userTok, map[string]any{
-		"application_credential": map[string]any{"name": name, "expires_at": exp.Format("2006-01-02T15:04:05")},
-	}, &cred); err != nil {
-		t.Fatal(err)
+	var exp time.Time
+	for attempt := 0; ; attempt++ {
+		// Keystone refuses an expiry already past when it handles the
+		// request: on a loaded machine that takes seconds, so a refused
+		// expiry is retried further out.
+		exp = time.Now().UTC().Add(ttl << attempt).Truncate(time.Second)
+		name := fmt.Sprintf("short-%d", time.Now().UnixNano())
+		_, err := k.call("POST", "/users/"+userID+"/application_credentials", userTok, map[string]any{
+			"application_credential": map[string]any{"name": name, "expires_at": exp.Format("2006-01-02T15:04:05")},
+		}, &cred)
+		if err == nil {
+			break
+		}
+		if attempt == 3 || !strings.Contains(err.Error(), "must not be before now") {
+			t.Fatal(err)
+		}
 	}
 	var issued struct {
 		Token struct {
