@@ -94,6 +94,9 @@ func NewInternal(o InternalOptions) http.Handler {
 		s.mux.HandleFunc("GET /internal/node/status", s.report(o.Reporter.NodeStatus))
 	}
 	if o.Chunks != nil {
+		// The leader's liveness probe (raftmeta/liveness.go): a node that
+		// answers here serves chunks.
+		s.mux.HandleFunc("GET /internal/ping", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) })
 		s.mux.HandleFunc("GET /internal/chunks/{id}", s.getChunk)
 		s.mux.HandleFunc("POST /internal/chunks/get", s.stream(o.Chunks.LocalChunks))
 		s.mux.HandleFunc("POST /internal/chunks/put", s.stream(o.Chunks.ReceiveChunks))

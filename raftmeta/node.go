@@ -59,7 +59,12 @@ type Config struct {
 	// LAN timeouts; zero means tuned defaults for a LAN (see DefaultConfig).
 	HeartbeatTimeout time.Duration
 	ElectionTimeout  time.Duration
-	Logger           *slog.Logger
+	// DownAfter is how long a voter may fail the leader's liveness probes
+	// before it is marked down (its chunks then re-replicated elsewhere);
+	// 0 disables the probes. ProbeInterval is their period (0: 2 s).
+	DownAfter     time.Duration
+	ProbeInterval time.Duration
+	Logger        *slog.Logger
 }
 
 // Network is how Raft listens and dials. The default is TCP.
@@ -255,6 +260,13 @@ func Open(cfg Config) (*Node, error) {
 	n.raft = r
 	n.wg.Add(1)
 	go n.watchLeadership()
+	if cfg.DownAfter > 0 {
+		if n.cfg.ProbeInterval <= 0 {
+			n.cfg.ProbeInterval = 2 * time.Second
+		}
+		n.wg.Add(1)
+		go n.runLiveness()
+	}
 	return n, nil
 }
 

@@ -31,11 +31,15 @@ type NodeInfo struct {
 	Voter bool `json:"voter"`
 	// Since is when the entry was last written (chosen by the proposer).
 	Since time.Time `json:"since"`
+	// Down is set by the leader when the node has not answered its
+	// liveness probes for Config.DownAfter (liveness.go), and cleared
+	// when it answers again.
+	Down bool `json:"down,omitempty"`
 }
 
 // Storage reports whether chunk placement may choose the node: only voters
-// own chunks.
-func (ni NodeInfo) Storage() bool { return ni.Voter }
+// own chunks, and not while they are marked down.
+func (ni NodeInfo) Storage() bool { return ni.Voter && !ni.Down }
 
 // sameAs reports whether two entries describe the same membership (Since
 // aside).

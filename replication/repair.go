@@ -332,8 +332,10 @@ func (r *Repairer) pass(ctx context.Context, reason string) (err error) {
 		return fmt.Errorf("repair: %d problems: %w", len(errs), errors.Join(errs...))
 	}
 	// Trim only after a clean pass under a membership that did not change
-	// while it ran.
-	if r.store.ranking().signature() == rk.signature() {
+	// while it ran, and only as a storage member: a node marked down (or a
+	// non-voter) owns nothing for now, but a node marked down is likely to
+	// be marked up again soon and would have to fetch its share back.
+	if r.store.ranking().signature() == rk.signature() && slices.ContainsFunc(rk.members, func(m Member) bool { return m.ID == r.cfg.SelfID }) {
 		if err := r.trim(ctx, rk, seen); err != nil {
 			return fmt.Errorf("repair: trim: %w", err)
 		}

@@ -30,6 +30,7 @@ type clusterFlags struct {
 	advertiseRaft string
 	replicas      int
 	claimTTL      time.Duration
+	downAfter     time.Duration
 }
 
 func (f *clusterFlags) register(fs *flag.FlagSet) {
@@ -40,6 +41,7 @@ func (f *clusterFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.advertiseAPI, "advertise-api", "", "API address other nodes use to reach this one (default: --api-addr)")
 	fs.StringVar(&f.advertiseRaft, "advertise-raft", "", "Raft address other nodes use to reach this one (default: --raft-addr)")
 	fs.IntVar(&f.replicas, "replicas", 3, "copies of every chunk across storage nodes (fewer in a smaller cluster)")
+	fs.DurationVar(&f.downAfter, "down-after", 5*time.Minute, "mark a storage node down after it fails the leader's liveness probes this long, so its chunks are re-replicated on the others (0: never)")
 	fs.DurationVar(&f.claimTTL, "claim-ttl", 10*time.Minute, "how long another node's claim on chunks stored here protects them from GC (claims are renewed while the claiming upload runs)")
 }
 
@@ -110,7 +112,7 @@ func startCluster(ctx context.Context, n *node, c serveConfig, chunks *pebblesto
 	meta, err := raftmeta.Open(raftmeta.Config{
 		NodeID: c.nodeID, Dir: filepath.Join(c.dataDir, "raft"), RaftAddr: c.raftAddr,
 		AdvertiseAddr: c.cluster.advertiseRaft, APIAddr: c.cluster.advertiseAPI,
-		Bootstrap: c.cluster.join == "", NonVoter: c.cluster.nonVoter,
+		Bootstrap: c.cluster.join == "", NonVoter: c.cluster.nonVoter, DownAfter: c.cluster.downAfter,
 		Secret: c.cluster.secret, HTTPClient: hc, Logger: log,
 	})
 	if err != nil {

@@ -341,7 +341,7 @@ func mustStatus(t *testing.T, c Cluster, i int) *Status {
 func membersOf(c Cluster, s *Status) []replication.Member {
 	var ms []replication.Member
 	for _, n := range s.Meta.Nodes {
-		ms = append(ms, replication.Member{ID: n.ID, Addr: n.APIAddr, Storage: n.Voter})
+		ms = append(ms, replication.Member{ID: n.ID, Addr: n.APIAddr, Storage: n.Storage()})
 	}
 	return ms
 }

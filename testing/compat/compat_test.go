@@ -13,25 +13,21 @@ import (
 	"github.com/mosaicimg/mosaic/testing/harness"
 )
 
-// sharedDir finds the shared/ directory beside the repository (or above a
-// worktree of it), or $MOSAIC_SHARED.
+// sharedDir returns $MOSAIC_SHARED, or the copy of the shared Glance
+// reference material kept in testdata/ (see testdata/README.md).
 func sharedDir(t *testing.T) string {
 	t.Helper()
 	if d := os.Getenv("MOSAIC_SHARED"); d != "" {
 		return d
 	}
-	dir := harness.RepoRoot(t)
-	for {
-		cand := filepath.Join(dir, "shared")
-		if _, err := os.Stat(filepath.Join(cand, "glance", "real-glance", "edge-cases.sh")); err == nil {
-			return cand
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatalf("shared/glance/real-glance/edge-cases.sh not found beside or above %s (set MOSAIC_SHARED)", harness.RepoRoot(t))
-		}
-		dir = parent
+	d, err := filepath.Abs("testdata")
+	if err != nil {
+		t.Fatal(err)
 	}
+	if _, err := os.Stat(filepath.Join(d, "glance", "real-glance", "edge-cases.sh")); err != nil {
+		t.Fatalf("the Glance edge-case script is missing from testdata: %v", err)
+	}
+	return d
 }
 
 // edgeResult is one row of edge-cases.sh's results.tsv.

@@ -244,15 +244,37 @@ func (k *Keystone) Revoke(t testing.TB, tok string) {
 func (k *Keystone) ShortLivedToken(t testing.TB, userID, user, password, projectID string, ttl time.Duration) (string, time.Time) {
 	t.Helper()
 	userTok := k.Token(t, user, password, projectID)
-	exp := time.Now().UTC().Add(ttl).Truncate(time.Second)
+	// Keystone refuses a credential whose expiry has passed by the time it
+	// handles the request, and a token for an expired credential; on a
+	// loaded machine one request takes seconds (password hashing, one
+	// worker), so the whole exchange is retried with a longer life.
+	var lastErr error
+	for attempt := range 4 {
+		life := ttl << attempt
+		tok, got, err := k.shortLivedToken(userID, userTok, life)
+		if err == nil {
+			return tok, got
+		}
+		lastErr = err
+		if !strings.Contains(err.Error(), "must not be before now") && !strings.Contains(err.Error(), "HTTP 401") {
+			break
+		}
+		t.Logf("short-lived token with a %v life: %v; retrying with a longer one", life, err)
+	}
+	t.Fatal(lastErr)
+	return "", time.Time{}
+}
+
+func (k *Keystone) shortLivedToken(userID, userTok string, ttl time.Duration) (string, time.Time, error) {
 	var cred struct {
 		ApplicationCredential struct{ ID, Secret string } `json:"application_credential"`
 	}
+	exp := time.Now().UTC().Add(ttl).Truncate(time.Second)
 	name := fmt.Sprintf("short-%d", time.Now().UnixNano())
 	if _, err := k.call("POST", "/users/"+userID+"/application_credentials", userTok, map[string]any{
 		"application_credential": map[string]any{"name": name, "expires_at": exp.Format("2006-01-02T15:04:05")},
 	}, &cred); err != nil {
-		t.Fatal(err)
+		return "", time.Time{}, err
 	}
 	var issued struct {
 		Token struct {
@@ -265,16 +287,16 @@ func (k *Keystone) ShortLivedToken(t testing.TB, userID, user, password, project
 		}},
 	}}, &issued)
 	if err != nil {
-		t.Fatal(err)
+		return "", time.Time{}, err
 	}
 	got, err := parseTime(issued.Token.ExpiresAt)
 	if err != nil {
-		t.Fatalf("short-lived token: expires_at %q: %v", issued.Token.ExpiresAt, err)
+		return "", time.Time{}, fmt.Errorf("short-lived token: expires_at %q: %v", issued.Token.ExpiresAt, err)
 	}
 	if got.After(exp.Add(time.Second)) {
-		t.Fatalf("short-lived token expires at %v, not capped at %v", got, exp)
+		return "", time.Time{}, fmt.Errorf("short-lived token expires at %v, not capped at %v", got, exp)
 	}
-	return resp.Header.Get("X-Subject-Token"), got
+	return resp.Header.Get("X-Subject-Token"), got, nil
 }
 
 // parseTime reads Keystone's timestamps, with or without a zone (UTC).

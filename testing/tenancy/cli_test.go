@@ -133,7 +133,7 @@ func expiredToken(t *testing.T, e *env) {
 	name := "shorty-" + randomHex(4)
 	uid := e.ks.CreateUser(t, name, userPassword)
 	e.ks.Grant(t, e.projA, uid, "member")
-	tok, exp := e.ks.ShortLivedToken(t, uid, name, userPassword, e.projA, 5*time.Second)
+	tok, exp := e.ks.ShortLivedToken(t, uid, name, userPassword, e.projA, 10*time.Second)
 	if r := e.call(t, tok, "GET", "/v2/images", ""); r.status != 200 && time.Now().Before(exp) {
 		t.Fatalf("fresh short-lived token (expires in %v): %d %s", time.Until(exp), r.status, r.body)
 	}
