@@ -4,74 +4,18 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"github.com/mosaicimg/mosaic/testing/chunkstoretest"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/mosaicimg/mosaic/engine"
 	"github.com/mosaicimg/mosaic/engine/pebblestore"
 )
-
-// cacheTestImages is an in-memory engine.ImageStore (compare-and-set like
-// raftmeta) for the cache API tests.
-type cacheTestImages struct {
-	mu sync.Mutex
-	m  map[string]*engine.Image
-}
-
-func (s *cacheTestImages) GetImage(ctx context.Context, id string) (*engine.Image, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if img, ok := s.m[id]; ok {
-		return img.Clone(), nil
-	}
-	return nil, engine.ErrNotFound
-}
-
-func (s *cacheTestImages) ListImages(ctx context.Context, match func(*engine.Image) bool) ([]*engine.Image, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var out []*engine.Image
-	for _, img := range s.m {
-		if match == nil || match(img) {
-			out = append(out, img.Clone())
-		}
-	}
-	return out, nil
-}
-
-func (s *cacheTestImages) CreateImage(ctx context.Context, img *engine.Image) (*engine.Image, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	c := img.Clone()
-	c.Revision = 1
-	s.m[c.ID] = c
-	return c.Clone(), nil
-}
-
-func (s *cacheTestImages) UpdateImage(ctx context.Context, img *engine.Image, ifRevision uint64) (*engine.Image, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if cur, ok := s.m[img.ID]; !ok || cur.Revision != ifRevision {
-		return nil, engine.ErrConflict
-	}
-	c := img.Clone()
-	c.Revision = ifRevision + 1
-	s.m[c.ID] = c
-	return c.Clone(), nil
-}
-
-func (s *cacheTestImages) DeleteImage(ctx context.Context, id string, ifRevision uint64) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	delete(s.m, id)
-	return nil
-}
 
 type cacheTestNode struct {
 	svc   *engine.Service
@@ -86,7 +30,7 @@ func newCacheTestNode(t *testing.T, withCache bool) *cacheTestNode {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { chunks.Close() })
-	svc, err := engine.NewService(engine.ServiceConfig{NodeID: "t"}, &cacheTestImages{m: map[string]*engine.Image{}}, chunks, nil, nil)
+	svc, err := engine.NewService(engine.ServiceConfig{NodeID: "t"}, chunkstoretest.NewMemImages(), chunks, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"github.com/mosaicimg/mosaic/testing/chunkstoretest"
 	"sync/atomic"
 	"testing"
 
@@ -128,7 +129,7 @@ func TestCachingStoreUnderAnImageReader(t *testing.T) {
 	ctx := context.Background()
 	// A storage node holds the image...
 	stored := &cacheTestChunks{m: map[engine.ChunkID][]byte{}}
-	storage, err := engine.NewService(engine.ServiceConfig{NodeID: "storage"}, &cacheTestImages{m: map[string]*engine.Image{}}, stored, nil, nil)
+	storage, err := engine.NewService(engine.ServiceConfig{NodeID: "storage"}, chunkstoretest.NewMemImages(), stored, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -145,7 +146,9 @@ func TestCachingStoreUnderAnImageReader(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	host, err := engine.NewService(engine.ServiceConfig{NodeID: "host"}, &cacheTestImages{m: map[string]*engine.Image{img.ID: img}}, cs, nil, nil)
+	hostImages := chunkstoretest.NewMemImages()
+	hostImages.Put(img)
+	host, err := engine.NewService(engine.ServiceConfig{NodeID: "host"}, hostImages, cs, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -167,7 +167,7 @@ func TestGCBetweenIngestAndCommit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.images.beforeUpdate = func(next *engine.Image) {
+	e.images.BeforeUpdate = func(next *engine.Image) {
 		if next.Status == engine.StatusActive && !inGC.Load() {
 			inGC.Store(true)
 			go func() {

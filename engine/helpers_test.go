@@ -2,88 +2,16 @@ package engine_test
 
 import (
 	"bytes"
-	"context"
 	"io"
 	"math/rand/v2"
-	"sync"
 	"testing"
 
 	"github.com/mosaicimg/mosaic/engine"
 	"github.com/mosaicimg/mosaic/testing/chunkstoretest"
 )
 
-// memImages is an in-memory engine.ImageStore for engine tests; raftmeta
-// is the real one. beforeUpdate, when set, runs before each update.
-type memImages struct {
-	mu           sync.Mutex
-	m            map[string]*engine.Image
-	beforeUpdate func(img *engine.Image)
-}
-
-func newMemImages() *memImages { return &memImages{m: map[string]*engine.Image{}} }
-
-func (s *memImages) GetImage(ctx context.Context, id string) (*engine.Image, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	img, ok := s.m[id]
-	if !ok {
-		return nil, engine.ErrNotFound
-	}
-	return img.Clone(), nil
-}
-
-func (s *memImages) ListImages(ctx context.Context, match func(*engine.Image) bool) ([]*engine.Image, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var out []*engine.Image
-	for _, img := range s.m {
-		if match == nil || match(img) {
-			out = append(out, img.Clone())
-		}
-	}
-	return out, nil
-}
-
-func (s *memImages) CreateImage(ctx context.Context, img *engine.Image) (*engine.Image, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if _, ok := s.m[img.ID]; ok {
-		return nil, engine.ErrExists
-	}
-	img = img.Clone()
-	img.Revision = 1
-	s.m[img.ID] = img
-	return img.Clone(), nil
-}
-
-func (s *memImages) UpdateImage(ctx context.Context, img *engine.Image, ifRevision uint64) (*engine.Image, error) {
-	if f := s.beforeUpdate; f != nil {
-		f(img)
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	cur, ok := s.m[img.ID]
-	if !ok {
-		return nil, engine.ErrNotFound
-	}
-	if cur.Revision != ifRevision {
-		return nil, engine.ErrConflict
-	}
-	img = img.Clone()
-	img.Revision = ifRevision + 1
-	s.m[img.ID] = img
-	return img.Clone(), nil
-}
-
-func (s *memImages) DeleteImage(ctx context.Context, id string, ifRevision uint64) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	delete(s.m, id)
-	return nil
-}
-
 type env struct {
-	images *memImages
+	images *chunkstoretest.MemImages
 	store  engine.GCStore
 	pins   *engine.Pins
 	svc    *engine.Service
@@ -95,7 +23,7 @@ func newEnv(t *testing.T, store engine.GCStore) *env {
 	if store == nil {
 		store = chunkstoretest.NewMemStore()
 	}
-	e := &env{images: newMemImages(), store: store, pins: engine.NewPins()}
+	e := &env{images: chunkstoretest.NewMemImages(), store: store, pins: engine.NewPins()}
 	var err error
 	cfg := engine.ServiceConfig{NodeID: "n1"}
 	cfg.Ingest.Chunking.Min, cfg.Ingest.Chunking.Avg, cfg.Ingest.Chunking.Max = 4<<10, 16<<10, 64<<10

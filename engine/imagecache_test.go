@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/mosaicimg/mosaic/testing/chunkstoretest"
 	"io"
 	"math/rand/v2"
 	"os"
@@ -53,70 +54,10 @@ func (s *cacheTestChunks) Has(ctx context.Context, id engine.ChunkID) (bool, err
 
 func (s *cacheTestChunks) Sync(ctx context.Context) error { return nil }
 
-// cacheTestImages is an in-memory ImageStore with compare-and-set.
-type cacheTestImages struct {
-	mu sync.Mutex
-	m  map[string]*engine.Image
-}
-
-func (s *cacheTestImages) GetImage(ctx context.Context, id string) (*engine.Image, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	img, ok := s.m[id]
-	if !ok {
-		return nil, engine.ErrNotFound
-	}
-	return img.Clone(), nil
-}
-
-func (s *cacheTestImages) ListImages(ctx context.Context, match func(*engine.Image) bool) ([]*engine.Image, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var out []*engine.Image
-	for _, img := range s.m {
-		if match == nil || match(img) {
-			out = append(out, img.Clone())
-		}
-	}
-	return out, nil
-}
-
-func (s *cacheTestImages) CreateImage(ctx context.Context, img *engine.Image) (*engine.Image, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	c := img.Clone()
-	c.Revision = 1
-	s.m[c.ID] = c
-	return c.Clone(), nil
-}
-
-func (s *cacheTestImages) UpdateImage(ctx context.Context, img *engine.Image, ifRevision uint64) (*engine.Image, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	cur, ok := s.m[img.ID]
-	if !ok {
-		return nil, engine.ErrNotFound
-	}
-	if cur.Revision != ifRevision {
-		return nil, engine.ErrConflict
-	}
-	c := img.Clone()
-	c.Revision = ifRevision + 1
-	s.m[c.ID] = c
-	return c.Clone(), nil
-}
-
-func (s *cacheTestImages) DeleteImage(ctx context.Context, id string, ifRevision uint64) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	delete(s.m, id)
-	return nil
-}
-
 func newCacheTestService(t *testing.T) *engine.Service {
 	t.Helper()
 	svc, err := engine.NewService(engine.ServiceConfig{NodeID: "t"},
-		&cacheTestImages{m: map[string]*engine.Image{}}, &cacheTestChunks{m: map[engine.ChunkID][]byte{}}, nil, nil)
+		chunkstoretest.NewMemImages(), &cacheTestChunks{m: map[engine.ChunkID][]byte{}}, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,86 +3,14 @@ package fusefs_test
 import (
 	"bytes"
 	"context"
-	"fmt"
+	"github.com/mosaicimg/mosaic/testing/chunkstoretest"
 	"math/rand/v2"
 	"os"
-	"sync"
 	"testing"
 
 	"github.com/mosaicimg/mosaic/engine"
 	"github.com/mosaicimg/mosaic/engine/pebblestore"
 )
-
-// memImages is an in-memory engine.ImageStore with the same
-// compare-and-set contract as raftmeta.
-type memImages struct {
-	mu     sync.Mutex
-	images map[string]*engine.Image
-}
-
-func (m *memImages) GetImage(ctx context.Context, id string) (*engine.Image, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	img, ok := m.images[id]
-	if !ok {
-		return nil, fmt.Errorf("memimages: get %s: %w", id, engine.ErrNotFound)
-	}
-	return img.Clone(), nil
-}
-
-func (m *memImages) ListImages(ctx context.Context, match func(*engine.Image) bool) ([]*engine.Image, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	var out []*engine.Image
-	for _, img := range m.images {
-		if match == nil || match(img) {
-			out = append(out, img.Clone())
-		}
-	}
-	return out, nil
-}
-
-func (m *memImages) CreateImage(ctx context.Context, img *engine.Image) (*engine.Image, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if _, ok := m.images[img.ID]; ok {
-		return nil, engine.ErrExists
-	}
-	c := img.Clone()
-	c.Revision = 1
-	m.images[c.ID] = c
-	return c.Clone(), nil
-}
-
-func (m *memImages) UpdateImage(ctx context.Context, img *engine.Image, ifRevision uint64) (*engine.Image, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	cur, ok := m.images[img.ID]
-	if !ok {
-		return nil, engine.ErrNotFound
-	}
-	if cur.Revision != ifRevision {
-		return nil, engine.ErrConflict
-	}
-	c := img.Clone()
-	c.Revision = ifRevision + 1
-	m.images[c.ID] = c
-	return c.Clone(), nil
-}
-
-func (m *memImages) DeleteImage(ctx context.Context, id string, ifRevision uint64) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	cur, ok := m.images[id]
-	if !ok {
-		return engine.ErrNotFound
-	}
-	if cur.Revision != ifRevision {
-		return engine.ErrConflict
-	}
-	delete(m.images, id)
-	return nil
-}
 
 // newService returns a real engine over Pebble in a temp dir.
 func newService(t testing.TB) *engine.Service {
@@ -99,7 +27,7 @@ func newServiceWithCache(t testing.TB, cacheBytes int64) *engine.Service {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { chunks.Close() })
-	svc, err := engine.NewService(engine.ServiceConfig{NodeID: "test", ChunkCacheBytes: cacheBytes}, &memImages{images: map[string]*engine.Image{}}, chunks, nil, nil)
+	svc, err := engine.NewService(engine.ServiceConfig{NodeID: "test", ChunkCacheBytes: cacheBytes}, chunkstoretest.NewMemImages(), chunks, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,6 +3,7 @@ package fusefs_test
 import (
 	"bytes"
 	"context"
+	"github.com/mosaicimg/mosaic/testing/chunkstoretest"
 	"io"
 	"os"
 	"path/filepath"
@@ -25,7 +26,7 @@ func TestDeletedWhileOpenKeepsItsChunks(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { chunks.Close() })
-	meta := &memImages{images: map[string]*engine.Image{}}
+	meta := chunkstoretest.NewMemImages()
 	pins := engine.NewPins()
 	// No decoded-chunk cache to speak of: reads after the collection must
 	// reach the store.

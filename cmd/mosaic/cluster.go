@@ -30,17 +30,18 @@ func cluster(ctx context.Context, args []string) error {
 	secret := fs.String("cluster-secret", "", "cluster secret (prefer MOSAIC_CLUSTER_SECRET or --cluster-secret-file)")
 	secretFile := fs.String("cluster-secret-file", "", "read the cluster secret from this file")
 	asJSON := fs.Bool("json", false, "print the raw JSON status")
+	// Allow `remove NODE --addr X` as well as flags first. The environment
+	// is applied once, before the first part, so it never overrides a flag
+	// given before NODE.
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
 	var rest []string
-	// Allow `remove NODE --addr X` as well as flags first.
-	for len(args) > 0 {
-		if err := parseFlags(fs, args); err != nil {
+	for fs.NArg() > 0 {
+		rest = append(rest, fs.Arg(0))
+		if err := fs.Parse(fs.Args()[1:]); err != nil {
 			return err
 		}
-		if fs.NArg() == 0 {
-			break
-		}
-		rest = append(rest, fs.Arg(0))
-		args = fs.Args()[1:]
 	}
 	if *secretFile != "" {
 		b, err := os.ReadFile(*secretFile)

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"github.com/mosaicimg/mosaic/testing/chunkstoretest"
 	"os"
 	"path/filepath"
 	"testing"
@@ -37,7 +38,7 @@ func BenchmarkBootFromMount(b *testing.B) {
 	if err := os.WriteFile(local, raw, 0o644); err != nil {
 		b.Fatal(err)
 	}
-	imgs := &images{m: map[string]*engine.Image{}}
+	imgs := chunkstoretest.NewMemImages()
 	n := openNode(b, dir, imgs, false)
 	img := upload(b, n.svc, "boot", bytesReader(raw))
 	cacheDir := filepath.Join(dir, "image-cache")

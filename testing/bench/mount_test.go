@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/mosaicimg/mosaic/testing/chunkstoretest"
 	"io"
 	"io/fs"
 	"math/rand/v2"
@@ -13,7 +14,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -34,64 +34,7 @@ type node struct {
 	mnt    string
 }
 
-// images is a shared image store so that a node can be reopened (a fresh
-// chunk cache and Pebble block cache: "cold") over the same data.
-type images struct {
-	mu sync.Mutex
-	m  map[string]*engine.Image
-}
-
-func (s *images) GetImage(ctx context.Context, id string) (*engine.Image, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	img, ok := s.m[id]
-	if !ok {
-		return nil, fmt.Errorf("get %s: %w", id, engine.ErrNotFound)
-	}
-	return img.Clone(), nil
-}
-
-func (s *images) ListImages(ctx context.Context, match func(*engine.Image) bool) ([]*engine.Image, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var out []*engine.Image
-	for _, img := range s.m {
-		if match == nil || match(img) {
-			out = append(out, img.Clone())
-		}
-	}
-	return out, nil
-}
-
-func (s *images) CreateImage(ctx context.Context, img *engine.Image) (*engine.Image, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	c := img.Clone()
-	c.Revision = 1
-	s.m[c.ID] = c
-	return c.Clone(), nil
-}
-
-func (s *images) UpdateImage(ctx context.Context, img *engine.Image, ifRevision uint64) (*engine.Image, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if cur, ok := s.m[img.ID]; !ok || cur.Revision != ifRevision {
-		return nil, engine.ErrConflict
-	}
-	c := img.Clone()
-	c.Revision = ifRevision + 1
-	s.m[c.ID] = c
-	return c.Clone(), nil
-}
-
-func (s *images) DeleteImage(ctx context.Context, id string, ifRevision uint64) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	delete(s.m, id)
-	return nil
-}
-
-func openNode(b *testing.B, dir string, imgs *images, mount bool) *node {
+func openNode(b *testing.B, dir string, imgs *chunkstoretest.MemImages, mount bool) *node {
 	b.Helper()
 	n := &node{data: filepath.Join(dir, "chunks"), mnt: filepath.Join(dir, "mnt")}
 	var err error
@@ -246,14 +189,14 @@ func median(v []float64) float64 {
 // a plain file on the same ext4 disk as the baseline.
 type seqFixture struct {
 	dir, ext4, cacheDir string
-	imgs                *images
+	imgs                *chunkstoretest.MemImages
 	img                 *engine.Image
 	size                int64
 }
 
 func newSeqFixture(b *testing.B, size int) *seqFixture {
 	b.Helper()
-	fx := &seqFixture{dir: b.TempDir(), imgs: &images{m: map[string]*engine.Image{}}, size: int64(size)}
+	fx := &seqFixture{dir: b.TempDir(), imgs: chunkstoretest.NewMemImages(), size: int64(size)}
 	fx.cacheDir = filepath.Join(fx.dir, "image-cache")
 	data := randomData(size, 1)
 	n := openNode(b, fx.dir, fx.imgs, false)
