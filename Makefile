@@ -29,7 +29,7 @@ fixtures:
 	testing/fixtures/make-dedup-dataset.sh $(MOSAIC_FIXTURES)/dedup
 
 # Long-running figures (storage: docs/storage.md, docs/chunking.md; API:
-# docs/api.md; hosts and mounts: docs/benchmarks.md; image signing:
+# docs/api.md; mounts and hypervisor hosts: docs/hypervisor.md; image signing:
 # docs/signing.md). The machine is shared: the figures are ratios measured
 # in the same run; -count repeats.
 BENCH_COUNT ?= 2
