@@ -163,13 +163,8 @@ func startMountHost(ctx context.Context, c mountConfig, log *slog.Logger) (_ *no
 			_ = n.close()
 		}
 	}()
-	if err := os.MkdirAll(c.dataDir, 0o750); err != nil {
-		return nil, fmt.Errorf("data dir: %w", err)
-	}
-	if c.nodeID == "" {
-		if c.nodeID, err = loadOrCreateNodeID(c.dataDir); err != nil {
-			return nil, err
-		}
+	if c.nodeID, err = prepareDataDir(c.dataDir, c.nodeID); err != nil {
+		return nil, err
 	}
 	log = log.With("node", c.nodeID)
 	n.log = log

@@ -111,6 +111,18 @@ func (n *node) close() error {
 	return errors.Join(errs...)
 }
 
+// prepareDataDir creates the data directory and returns the node ID: the
+// one given, or the one stored there (created on first start).
+func prepareDataDir(dataDir, nodeID string) (string, error) {
+	if err := os.MkdirAll(dataDir, 0o750); err != nil {
+		return "", fmt.Errorf("data dir: %w", err)
+	}
+	if nodeID != "" {
+		return nodeID, nil
+	}
+	return loadOrCreateNodeID(dataDir)
+}
+
 func startNode(ctx context.Context, c serveConfig, log *slog.Logger) (_ *node, err error) {
 	n := &node{log: log}
 	defer func() {
@@ -118,13 +130,8 @@ func startNode(ctx context.Context, c serveConfig, log *slog.Logger) (_ *node, e
 			_ = n.close()
 		}
 	}()
-	if err := os.MkdirAll(c.dataDir, 0o750); err != nil {
-		return nil, fmt.Errorf("data dir: %w", err)
-	}
-	if c.nodeID == "" {
-		if c.nodeID, err = loadOrCreateNodeID(c.dataDir); err != nil {
-			return nil, err
-		}
+	if c.nodeID, err = prepareDataDir(c.dataDir, c.nodeID); err != nil {
+		return nil, err
 	}
 	log = log.With("node", c.nodeID)
 	n.log = log
