@@ -139,7 +139,7 @@ func (r *ImageReader) ReadAtContext(ctx context.Context, p []byte, off int64) (i
 // ReadAhead of them, or two requests' worth when requests span more
 // chunks (a 1 MiB read spans ~16), skipping those already issued.
 func (r *ImageReader) readAhead(ctx context.Context, from, perRequest int) {
-	end := min(from+max(r.cfg.ReadAhead, 2*perRequest), len(r.m.Chunks))
+	end := min(from+max(r.cfg.ReadAhead, 3*perRequest), len(r.m.Chunks))
 	for {
 		mark := r.raMark.Load()
 		if int64(end) <= mark {
