@@ -173,7 +173,7 @@ func BenchmarkSignedUpload1GiB(b *testing.B) {
 		seed := uint64(100)
 		for round := range rounds {
 			// Rotate the order so that every kind takes every position
-			// once in three rounds.
+			// once in every three rounds.
 			order := append(slices.Clone(kinds[round%len(kinds):]), kinds[:round%len(kinds)]...)
 			for _, k := range order {
 				seed++
@@ -209,7 +209,7 @@ func BenchmarkSignedUpload1GiB(b *testing.B) {
 			}
 		}
 	}
-	run("new", 3, func(seed uint64) []byte { return randomData(benchSize, seed) }, start)
+	run("new", 6, func(seed uint64) []byte { return randomData(benchSize, seed) }, start)
 
 	shared := start()
 	defer shared.done()
