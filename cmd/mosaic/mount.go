@@ -241,16 +241,9 @@ func startMountHost(ctx context.Context, c mountConfig, log *slog.Logger) (_ *no
 	// unmount (closers run in reverse).
 	open := fusefs.NewOpenImages()
 	n.onClose(newLeaseKeeper(meta, c.nodeID, open, c.leaseTTL, log).start())
-	fo := fusefs.Options{Logger: log, OpenImages: open}
-	if c.passthrough {
-		fo.LocalCopies = imageCache
-	}
-	if c.verifySigs {
-		trusted, err := loadCertPool(c.trustedCA)
-		if err != nil {
-			return nil, err
-		}
-		fo.Signatures = engine.NewSignatureGate(svc, engine.SignatureGateConfig{Trusted: trusted, Logger: log})
+	fo, err := fuseOptions(svc, imageCache, open, c.passthrough, c.verifySigs, c.trustedCA, log)
+	if err != nil {
+		return nil, err
 	}
 	fsrv, err := fusefs.Mount(c.dir, svc, fo)
 	if err != nil {

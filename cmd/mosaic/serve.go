@@ -111,6 +111,24 @@ func (n *node) close() error {
 	return errors.Join(errs...)
 }
 
+// fuseOptions is the FUSE tree's wiring shared by `serve --mount` and
+// `mosaic mount`: open-image roots for GC, passthrough to the image cache's
+// complete copies, and the signature gate when asked for.
+func fuseOptions(svc *engine.Service, copies *engine.ImageCache, open *fusefs.OpenImages, passthrough, verifySigs bool, trustedCA stringList, log *slog.Logger) (fusefs.Options, error) {
+	fo := fusefs.Options{Logger: log, OpenImages: open}
+	if passthrough {
+		fo.LocalCopies = copies
+	}
+	if verifySigs {
+		trusted, err := loadCertPool(trustedCA)
+		if err != nil {
+			return fo, err
+		}
+		fo.Signatures = engine.NewSignatureGate(svc, engine.SignatureGateConfig{Trusted: trusted, Logger: log})
+	}
+	return fo, nil
+}
+
 // prepareDataDir creates the data directory and returns the node ID: the
 // one given, or the one stored there (created on first start).
 func prepareDataDir(dataDir, nodeID string) (string, error) {
@@ -203,16 +221,9 @@ func startNode(ctx context.Context, c serveConfig, log *slog.Logger) (_ *node, e
 	log.Info("API listening", "addr", ln.Addr().String(), "raft", c.raftAddr, "data", c.dataDir)
 
 	if c.mountDir != "" {
-		fo := fusefs.Options{Logger: log, OpenImages: openImages}
-		if c.passthrough {
-			fo.LocalCopies = imageCache
-		}
-		if c.verifySigs {
-			trusted, err := loadCertPool(c.trustedCA)
-			if err != nil {
-				return nil, err
-			}
-			fo.Signatures = engine.NewSignatureGate(svc, engine.SignatureGateConfig{Trusted: trusted, Logger: log})
+		fo, err := fuseOptions(svc, imageCache, openImages, c.passthrough, c.verifySigs, c.trustedCA, log)
+		if err != nil {
+			return nil, err
 		}
 		fsrv, err := fusefs.Mount(c.mountDir, svc, fo)
 		if err != nil {
