@@ -25,6 +25,11 @@ type Config struct {
 	FS vfs.FS
 	// MemTableSize is the size of each memtable; 0 means 64 MiB.
 	MemTableSize uint64
+	// BlockCacheSize is the memory Pebble keeps for sstable blocks (index,
+	// filter and data blocks: the lookup path of every Get) and blob value
+	// blocks; 0 means 64 MiB. Pebble charges its memtables to the same
+	// cache, so the cache Pebble is given is this plus two memtables.
+	BlockCacheSize int64
 	// MaxBlobReferenceDepth is Pebble's limit on overlapping blob files one
 	// sstable may reference before a compaction rewrites the values; 0
 	// means 1<<16 (chunk keys are random, so every flush overlaps every
@@ -107,11 +112,19 @@ func Open(cfg Config) (*Store, error) {
 	if cfg.MemTableSize == 0 {
 		cfg.MemTableSize = 64 << 20
 	}
+	if cfg.BlockCacheSize == 0 {
+		cfg.BlockCacheSize = 64 << 20
+	}
 	opts := &pebble.Options{
-		FS:                          cfg.FS,
-		FormatMajorVersion:          pebble.FormatValueSeparation,
-		DisableWAL:                  !cfg.WAL,
-		MemTableSize:                cfg.MemTableSize,
+		FS:                 cfg.FS,
+		FormatMajorVersion: pebble.FormatValueSeparation,
+		DisableWAL:         !cfg.WAL,
+		MemTableSize:       cfg.MemTableSize,
+		// Pebble reserves each live memtable's size out of the block
+		// cache. With 64 MiB memtables its 8 MiB default held nothing: every
+		// Get read its index and filter blocks from the file again, which
+		// cost as much CPU as reading the chunk (docs/storage.md).
+		CacheSize:                   cfg.BlockCacheSize + 2*int64(cfg.MemTableSize),
 		MemTableStopWritesThreshold: 4,
 		L0CompactionThreshold:       4,
 		L0StopWritesThreshold:       32,
