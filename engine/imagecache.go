@@ -30,7 +30,15 @@ type ImageCacheConfig struct {
 	// SweepInterval is how often copies of deleted or replaced images are
 	// removed; 0 means one minute.
 	SweepInterval time.Duration
-	Logger        *slog.Logger
+	// CacheInUseAfter, if positive, caches images in use without an
+	// operator's PUT: an image held open on the node's mount this long
+	// (a VM running from it, not a probe like qemu-img info) is queued,
+	// and its next opens read the copy through FUSE passthrough. Glance's
+	// cache likewise fills itself from the images clients download.
+	// Images larger than MaxBytes are left to explicit requests. 0 turns
+	// it off.
+	CacheInUseAfter time.Duration
+	Logger          *slog.Logger
 	// Now may be replaced in tests.
 	Now func() time.Time
 }
@@ -366,6 +374,32 @@ func (c *ImageCache) unqueueLocked(id string) {
 			c.log.Warn("image cache: remove queue marker", "image", id, "err", err)
 		}
 	}
+}
+
+// InUse tells the cache that img was opened on the node's mount and
+// returns the function to call when it is closed. With CacheInUseAfter set,
+// an image with no copy that stays open that long is queued for caching.
+func (c *ImageCache) InUse(img *Image) (closed func()) {
+	if c.cfg.CacheInUseAfter <= 0 || img.Size == nil || *img.Size > c.cfg.MaxBytes {
+		return func() {}
+	}
+	c.mu.Lock()
+	e, cached := c.entries[img.ID]
+	wanted := (cached && e.Root == img.ManifestRoot) || slices.Contains(c.queue, img.ID)
+	c.mu.Unlock()
+	if wanted {
+		return func() {}
+	}
+	id := img.ID
+	t := time.AfterFunc(c.cfg.CacheInUseAfter, func() {
+		// The system acts here, not the user who opened the file.
+		if err := c.Queue(context.Background(), id); err != nil {
+			c.log.Warn("image cache: could not queue an image in use", "image", id, "err", err)
+			return
+		}
+		c.log.Info("image cache: caching an image in use", "image", id)
+	})
+	return func() { t.Stop() }
 }
 
 // OpenCopy returns the complete copy of img, if the cache holds one written

@@ -77,6 +77,8 @@ type handle struct {
 	copy *os.File
 	// passthrough is whether to offer copy to the kernel.
 	passthrough bool
+	// closed, if set, tells the local copies that this open ended.
+	closed func()
 }
 
 var _ = (fs.FilePassthroughFder)((*handle)(nil))
@@ -140,6 +142,8 @@ func (f *imageFile) open(ctx context.Context) (fs.FileHandle, uint32, syscall.Er
 		if c, ok := f.o.LocalCopies.OpenCopy(ctx, img); ok {
 			h.copy = c
 			f.st.copyOpens.Add(1)
+		} else {
+			h.closed = f.o.LocalCopies.InUse(img)
 		}
 	}
 	return h, fuse.FOPEN_KEEP_CACHE, 0
@@ -149,6 +153,9 @@ func (f *imageFile) Release(ctx context.Context, fh fs.FileHandle) syscall.Errno
 	if h, ok := fh.(*handle); ok {
 		if h.copy != nil {
 			h.copy.Close() // the kernel holds its own reference
+		}
+		if h.closed != nil {
+			h.closed()
 		}
 		// Close waits for in-flight read-ahead; do not hold up the kernel.
 		// The content stays counted open until the reader is closed.

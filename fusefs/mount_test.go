@@ -717,3 +717,73 @@ func TestLocalCopiesWithoutPassthrough(t *testing.T) {
 		t.Fatalf("stats %+v: the copy was not read through the process", st)
 	}
 }
+
+// TestImagesInUseGetCached: an image held open on the mount (a VM running
+// from it) is cached without an operator's PUT, and its next open reads
+// the copy; an open closed at once (a probe) caches nothing, and an image
+// larger than the cache is left alone.
+func TestImagesInUseGetCached(t *testing.T) {
+	svc := newService(t)
+	ctx := context.Background()
+	data := sparse(8<<20, 51)
+	used := upload(t, svc, "used", data)
+	probed := upload(t, svc, "probed", randomBytes(2<<20, 52))
+	huge := upload(t, svc, "huge", randomBytes(12<<20, 53))
+	cache, err := engine.OpenImageCache(engine.ImageCacheConfig{
+		Dir: t.TempDir(), MaxBytes: 10 << 20, CacheInUseAfter: 300 * time.Millisecond,
+	}, svc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cache.Close() })
+	requireFUSE(t)
+	dir := filepath.Join(t.TempDir(), "mnt")
+	srv, err := fusefs.Mount(dir, svc, fusefs.Options{LocalCopies: cache})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := srv.Unmount(); err != nil {
+			t.Errorf("unmount: %v", err)
+		}
+	})
+	// A probe: open and close at once.
+	if got := mustReadFile(t, filepath.Join(dir, "images", probed.ID)); len(got) != 2<<20 {
+		t.Fatalf("probed image: %d bytes", len(got))
+	}
+	// In use: held open past CacheInUseAfter; the huge one too.
+	hold := func(id string) *os.File {
+		f, err := os.Open(filepath.Join(dir, "images", id))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { f.Close() }) // before the unmount, even after a Fatal
+		if _, err := f.ReadAt(make([]byte, 64<<10), 0); err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	hf := hold(huge.ID)
+	time.Sleep(time.Second)
+	hf.Close()
+	if st, _ := cache.State(ctx); len(st.Cached) != 0 || len(st.Queued) != 0 {
+		t.Fatalf("an image larger than the cache was cached: %+v", st)
+	}
+	f := hold(used.ID)
+	eventually(t, 20*time.Second, "the image in use cached", func() bool {
+		st, _ := cache.State(ctx)
+		return len(st.Cached) == 1 && st.Cached[0].ImageID == used.ID && len(st.Queued) == 0
+	})
+	f.Close()
+	time.Sleep(600 * time.Millisecond) // past CacheInUseAfter of the probe too
+	if st, _ := cache.State(ctx); len(st.Cached) != 1 || len(st.Queued) != 0 {
+		t.Fatalf("cache after a probe: %+v", st)
+	}
+	before := srv.Stats()
+	if got := mustReadFile(t, filepath.Join(dir, "images", used.ID)); !bytes.Equal(got, data) {
+		t.Fatal("read of the image after it was cached differs")
+	}
+	if st := srv.Stats(); st.CopyOpens != before.CopyOpens+1 {
+		t.Fatalf("stats %+v: the next open did not use the copy", st)
+	}
+}

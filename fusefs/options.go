@@ -66,6 +66,9 @@ type LocalCopies interface {
 	// OpenCopy returns a read-only file holding exactly img's content, or
 	// false if there is none.
 	OpenCopy(ctx context.Context, img *engine.Image) (*os.File, bool)
+	// InUse is told of an open that found no copy (the cache may decide to
+	// make one) and returns what to call when that file is closed.
+	InUse(img *engine.Image) (closed func())
 }
 
 // Validate fills in defaults and checks the options.

@@ -43,6 +43,7 @@ type mountConfig struct {
 
 	imageCacheDir   string
 	imageCacheBytes int64
+	cacheInUseAfter time.Duration
 	passthrough     bool
 	verifySigs      bool
 	trustedCA       stringList
@@ -68,6 +69,7 @@ func mountCommand(ctx context.Context, args []string) error {
 	fs.DurationVar(&c.leaseTTL, "lease-ttl", 2*time.Minute, "in-use lease of open images (renewed every quarter): how long a deleted image's chunks stay protected from GC after this host dies")
 	fs.StringVar(&c.imageCacheDir, "image-cache-dir", "", "where the image cache (PUT /v2/cache/{id}) keeps complete image copies (default: DATA-DIR/image-cache)")
 	fs.Int64Var(&c.imageCacheBytes, "image-cache-max-size", 10<<30, "image cache size in bytes; least recently used copies are pruned beyond it")
+	fs.DurationVar(&c.cacheInUseAfter, "image-cache-in-use-after", 30*time.Second, "cache an image held open on the mount this long, so that its next opens use FUSE passthrough (0: only PUT /v2/cache fills the cache)")
 	fs.BoolVar(&c.passthrough, "mount-passthrough", true, "serve images that have a complete copy in the image cache through FUSE passthrough (Linux 6.9+, root)")
 	fs.BoolVar(&c.verifySigs, "verify-signatures", false, "verify signed images before they are opened and refuse (EACCES) those that fail")
 	fs.Var(&c.trustedCA, "trusted-ca", "with --verify-signatures: PEM file of certificates signing certificates must chain to (repeatable)")
@@ -212,7 +214,7 @@ func startMountHost(ctx context.Context, c mountConfig, log *slog.Logger) (_ *no
 		c.imageCacheDir = filepath.Join(c.dataDir, "image-cache")
 	}
 	imageCache, err := engine.OpenImageCache(engine.ImageCacheConfig{
-		Dir: c.imageCacheDir, MaxBytes: c.imageCacheBytes, Logger: log,
+		Dir: c.imageCacheDir, MaxBytes: c.imageCacheBytes, CacheInUseAfter: c.cacheInUseAfter, Logger: log,
 	}, svc)
 	if err != nil {
 		return nil, err

@@ -32,6 +32,7 @@ type serveConfig struct {
 
 	imageCacheDir   string
 	imageCacheBytes int64
+	cacheInUseAfter time.Duration
 	passthrough     bool
 	cluster         clusterFlags
 	storage         storageFlags
@@ -64,6 +65,7 @@ func serve(ctx context.Context, args []string) error {
 	fs.Int64Var(&c.cacheBytes, "chunk-cache-bytes", 256<<20, "decoded chunk cache size in bytes")
 	fs.StringVar(&c.imageCacheDir, "image-cache-dir", "", "where the image cache (GET/PUT/DELETE /v2/cache) keeps complete image copies (default: DATA-DIR/image-cache)")
 	fs.Int64Var(&c.imageCacheBytes, "image-cache-max-size", 10<<30, "image cache size in bytes; least recently used copies are pruned beyond it (Glance's image_cache_max_size)")
+	fs.DurationVar(&c.cacheInUseAfter, "image-cache-in-use-after", 30*time.Second, "cache an image held open on the mount this long, so that its next opens use FUSE passthrough (0: only PUT /v2/cache fills the cache)")
 	fs.BoolVar(&c.passthrough, "mount-passthrough", true, "serve images that have a complete copy in the image cache through FUSE passthrough (Linux 6.9+, root)")
 	c.cluster.register(fs)
 	c.storage.register(fs)
@@ -171,7 +173,7 @@ func startNode(ctx context.Context, c serveConfig, log *slog.Logger) (_ *node, e
 		c.imageCacheDir = filepath.Join(c.dataDir, "image-cache")
 	}
 	imageCache, err := engine.OpenImageCache(engine.ImageCacheConfig{
-		Dir: c.imageCacheDir, MaxBytes: c.imageCacheBytes, Logger: log,
+		Dir: c.imageCacheDir, MaxBytes: c.imageCacheBytes, CacheInUseAfter: c.cacheInUseAfter, Logger: log,
 	}, svc)
 	if err != nil {
 		return nil, err

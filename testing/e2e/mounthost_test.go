@@ -94,6 +94,13 @@ func TestMountHost(t *testing.T) {
 	}
 	for i, b := range []struct{ id, format string }{{rawID, "raw"}, {qcowID, "qcow2"}} {
 		extra := []string{"--auth", "token", "--token-file", tokens, "--lease-ttl", "8s"}
+		if i == 0 {
+			// The boot holds the image open for seconds: long enough to
+			// count as in use and be cached.
+			extra = append(extra, "--image-cache-in-use-after", "2s")
+		} else {
+			extra = append(extra, "--image-cache-in-use-after", "0")
+		}
 		if i == 1 {
 			// A chunk cache smaller than what this host reads: LRU eviction.
 			extra = append(extra, "--cache-size", fmt.Sprint(8<<20))
@@ -111,6 +118,7 @@ func TestMountHost(t *testing.T) {
 			t.Fatalf("the boot fetched nothing through the host's cache: %+v", st)
 		}
 		if i == 0 {
+			inUseCached(t, h, rawID, fx.Raw)
 			checkHostAPI(t, h, rawID)
 			readThroughDeath(t, c, h, dataID, data)
 		} else {
@@ -173,6 +181,68 @@ func readThroughDeath(t *testing.T, c cluster.Cluster, h *cluster.MountHost, id 
 			t.Fatalf("ReadAt(%d, %d) after the kill differs from the upload", off, n)
 		}
 	}
+}
+
+// cachedImages returns the host's image cache listing (as admin).
+func cachedImages(t *testing.T, h *cluster.MountHost) (map[string]int64, error) {
+	t.Helper()
+	st, b, err := cluster.Do(context.Background(), "GET", h.URL()+"/v2/cache", "", nil, "X-Auth-Token", "admintok")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st != http.StatusOK {
+		return nil, fmt.Errorf("GET /v2/cache: %d %s", st, b)
+	}
+	var cs struct {
+		Cached []struct {
+			ImageID string `json:"image_id"`
+			Hits    int64  `json:"hits"`
+		} `json:"cached_images"`
+	}
+	if err := json.Unmarshal(b, &cs); err != nil {
+		return nil, err
+	}
+	hits := map[string]int64{}
+	for _, c := range cs.Cached {
+		hits[c.ImageID] = c.Hits
+	}
+	return hits, nil
+}
+
+// inUseCached: the image a VM just booted from (held open past
+// --image-cache-in-use-after) is cached on the host without a PUT, and the
+// next open reads the copy (a hit), with the uploaded bytes.
+func inUseCached(t *testing.T, h *cluster.MountHost, id, localFile string) {
+	t.Helper()
+	cluster.Poll(t, time.Minute, "the booted image cached on the host", func() error {
+		hits, err := cachedImages(t, h)
+		if err != nil {
+			return err
+		}
+		if _, ok := hits[id]; !ok || len(hits) != 1 {
+			return fmt.Errorf("cached images: %v", hits)
+		}
+		return nil
+	})
+	want, err := os.ReadFile(localFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(h.WaitImage(t, id))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatal("the image read through its cached copy differs from the upload")
+	}
+	hits, err := cachedImages(t, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if hits[id] < 1 {
+		t.Fatalf("the open after caching did not use the copy: hits %v", hits)
+	}
+	t.Logf("the booted image was cached on the host without a PUT; the next open read the copy (%d hits)", hits[id])
 }
 
 // checkHostAPI: the host serves Glance's cache API, admin only (401
