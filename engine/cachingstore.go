@@ -54,6 +54,9 @@ type CachingStats struct {
 	Hits, Misses int64
 	// FetchedBytes is what misses fetched from the source.
 	FetchedBytes int64
+	// PassedThrough counts fetches not kept (WithoutCaching), also
+	// counted in Misses and FetchedBytes.
+	PassedThrough int64
 	// Evicted counts chunks deleted to stay within MaxBytes.
 	Evicted int64
 	// UsedBytes and MaxBytes are the cache's fill and bound.
@@ -95,8 +98,23 @@ func NewCachingStore(ctx context.Context, local GCStore, source ChunkStore, cfg 
 	return c, nil
 }
 
+type passThroughKey struct{}
+
+// WithoutCaching marks reads made with ctx as passing through a
+// CachingStore: it serves the chunks it holds but does not keep the ones it
+// fetches. The image cache writes its full copies this way, so that copying
+// an image does not evict the chunks running VMs read from the chunk cache.
+func WithoutCaching(ctx context.Context) context.Context {
+	return context.WithValue(ctx, passThroughKey{}, true)
+}
+
+func passThrough(ctx context.Context) bool {
+	v, _ := ctx.Value(passThroughKey{}).(bool)
+	return v
+}
+
 // Get returns the verified chunk, from the local cache or else fetched
-// from the source (and then cached).
+// from the source (and then cached, unless ctx is WithoutCaching).
 func (c *CachingStore) Get(ctx context.Context, id ChunkID, buf []byte) ([]byte, error) {
 	c.mu.Lock()
 	el, ok := c.idx[id]
@@ -122,6 +140,14 @@ func (c *CachingStore) Get(ctx context.Context, id ChunkID, buf []byte) ([]byte,
 	}
 	if got := SumChunk(b); got != id {
 		return nil, &CorruptError{ID: id, Got: got}
+	}
+	if passThrough(ctx) {
+		c.mu.Lock()
+		c.st.Misses++
+		c.st.FetchedBytes += int64(len(b))
+		c.st.PassedThrough++
+		c.mu.Unlock()
+		return b, nil
 	}
 	if err := c.local.Put(ctx, id, b); err != nil {
 		c.log.Warn("caching store: cannot cache a fetched chunk", "chunk", id, "err", err)

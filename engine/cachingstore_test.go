@@ -91,6 +91,24 @@ func TestCachingStoreFetchesVerifiesAndEvicts(t *testing.T) {
 	}
 	src.corrupt.Store(false)
 
+	// A pass-through read fetches and verifies but keeps nothing (and
+	// evicts nothing).
+	pb, err := c.Get(engine.WithoutCaching(ctx), ids[5], nil)
+	if want, _ := chunkOf(5, 30000); err != nil || !bytes.Equal(pb, want) {
+		t.Fatalf("pass-through get: %v", err)
+	}
+	if ok, _ := local.Has(ctx, ids[5]); ok {
+		t.Fatal("a pass-through read was cached")
+	}
+	if st := c.Stats(); st.PassedThrough != 1 || st.Evicted != 1 || st.UsedBytes != 3*30000 {
+		t.Fatalf("stats after a pass-through read: %+v", st)
+	}
+	src.corrupt.Store(true)
+	if _, err := c.Get(engine.WithoutCaching(ctx), ids[5], nil); !errors.Is(err, engine.ErrCorrupt) {
+		t.Fatalf("corrupt pass-through fetch: %v", err)
+	}
+	src.corrupt.Store(false)
+
 	// Writes go through to the source, not into the cache.
 	b, id := chunkOf(100, 3000)
 	if err := c.Put(ctx, id, b); err != nil {

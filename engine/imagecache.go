@@ -493,6 +493,10 @@ func (c *ImageCache) fetchQueued(ctx context.Context, id string) {
 // fetch writes a complete, synced copy of the image and its record, and
 // returns the record.
 func (c *ImageCache) fetch(ctx context.Context, id string) (*CachedImage, error) {
+	// A copy is written once, from start to end: on a mount host its
+	// chunks pass through the chunk cache instead of replacing what
+	// running VMs read.
+	ctx = WithoutCaching(ctx)
 	img, err := c.src.Get(ctx, id)
 	if err != nil {
 		return nil, fmt.Errorf("image cache: fetch %s: %w", id, err)
