@@ -117,8 +117,9 @@ type ImageCache struct {
 	queue   []string // IDs in queue order
 	wake    chan struct{}
 
-	cancel context.CancelFunc
-	done   chan struct{}
+	cancel  context.CancelFunc
+	stopped <-chan struct{} // closed by Close
+	done    chan struct{}
 }
 
 // OpenImageCache opens (creating if needed) the cache in cfg.Dir: it keeps
@@ -139,7 +140,7 @@ func OpenImageCache(cfg ImageCacheConfig, src CacheSource) (*ImageCache, error) 
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	c.cancel = cancel
+	c.cancel, c.stopped = cancel, ctx.Done()
 	go c.run(ctx)
 	return c, nil
 }
@@ -392,6 +393,11 @@ func (c *ImageCache) InUse(img *Image) (closed func()) {
 	}
 	id := img.ID
 	t := time.AfterFunc(c.cfg.CacheInUseAfter, func() {
+		select {
+		case <-c.stopped:
+			return // the node is shutting down; its engine may be closed
+		default:
+		}
 		// The system acts here, not the user who opened the file.
 		if err := c.Queue(context.Background(), id); err != nil {
 			c.log.Warn("image cache: could not queue an image in use", "image", id, "err", err)

@@ -341,3 +341,25 @@ func TestSlicesEqualReadAt(t *testing.T) {
 		t.Fatalf("negative offset: %v", err)
 	}
 }
+
+// TestImageCacheInUseAfterClose: a node shutting down with images open
+// (its engine about to close) queues nothing when their delay runs out;
+// before Close, the same delay queues the image.
+func TestImageCacheInUseAfterClose(t *testing.T) {
+	svc := newCacheTestService(t)
+	img := cacheTestUpload(t, svc, sparseData(4<<20, 9))
+	dir := t.TempDir()
+	c := openTestCache(t, svc, engine.ImageCacheConfig{Dir: dir, CacheInUseAfter: 50 * time.Millisecond})
+	closed := c.InUse(img)
+	defer closed()
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond) // a negative check: well past the delay
+	if marks, _ := os.ReadDir(filepath.Join(dir, "queue")); len(marks) != 0 {
+		t.Fatalf("an image was queued after Close: %d queue markers", len(marks))
+	}
+	c = openTestCache(t, svc, engine.ImageCacheConfig{Dir: dir, CacheInUseAfter: 50 * time.Millisecond})
+	defer c.InUse(img)()
+	waitCached(t, c, img.ID)
+}
