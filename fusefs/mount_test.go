@@ -42,6 +42,13 @@ func requireTool(t testing.TB, name, pkg string) {
 // mountTree mounts svc's tree in a temp dir and unmounts it at cleanup.
 func mountTree(t testing.TB, svc *engine.Service, o fusefs.Options) string {
 	t.Helper()
+	dir, _ := mountServer(t, svc, o)
+	return dir
+}
+
+// mountServer is mountTree that also returns the server (for its Stats).
+func mountServer(t testing.TB, svc *engine.Service, o fusefs.Options) (string, *fusefs.Server) {
+	t.Helper()
 	requireFUSE(t)
 	dir := filepath.Join(t.TempDir(), "mnt")
 	srv, err := fusefs.Mount(dir, svc, o)
@@ -53,7 +60,7 @@ func mountTree(t testing.TB, svc *engine.Service, o fusefs.Options) string {
 			t.Errorf("unmount: %v", err)
 		}
 	})
-	return dir
+	return dir, srv
 }
 
 // eventually polls cond until it holds or the deadline passes.
@@ -647,17 +654,7 @@ func TestPassthroughServesCachedCopies(t *testing.T) {
 		st, _ := cache.State(ctx)
 		return len(st.Cached) == 1 && len(st.Queued) == 0
 	})
-	requireFUSE(t)
-	dir := filepath.Join(t.TempDir(), "mnt")
-	srv, err := fusefs.Mount(dir, svc, fusefs.Options{LocalCopies: cache})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := srv.Unmount(); err != nil {
-			t.Errorf("unmount: %v", err)
-		}
-	})
+	dir, srv := mountServer(t, svc, fusefs.Options{LocalCopies: cache})
 	p := filepath.Join(dir, "images", cached.ID)
 	if got := mustReadFile(t, p); !bytes.Equal(got, data) {
 		t.Fatal("read through the cached copy differs")
@@ -697,17 +694,7 @@ func TestLocalCopiesWithoutPassthrough(t *testing.T) {
 		st, _ := cache.State(ctx)
 		return len(st.Cached) == 1 && len(st.Queued) == 0
 	})
-	requireFUSE(t)
-	dir := filepath.Join(t.TempDir(), "mnt")
-	srv, err := fusefs.Mount(dir, svc, fusefs.Options{LocalCopies: cache, NoPassthrough: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := srv.Unmount(); err != nil {
-			t.Errorf("unmount: %v", err)
-		}
-	})
+	dir, srv := mountServer(t, svc, fusefs.Options{LocalCopies: cache, NoPassthrough: true})
 	p := filepath.Join(dir, "images", img.ID)
 	if got := mustReadFile(t, p); !bytes.Equal(got, data) {
 		t.Fatal("read of the local copy through the process differs")
@@ -736,17 +723,7 @@ func TestImagesInUseGetCached(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cache.Close() })
-	requireFUSE(t)
-	dir := filepath.Join(t.TempDir(), "mnt")
-	srv, err := fusefs.Mount(dir, svc, fusefs.Options{LocalCopies: cache})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := srv.Unmount(); err != nil {
-			t.Errorf("unmount: %v", err)
-		}
-	})
+	dir, srv := mountServer(t, svc, fusefs.Options{LocalCopies: cache})
 	// A probe: open and close at once.
 	if got := mustReadFile(t, filepath.Join(dir, "images", probed.ID)); len(got) != 2<<20 {
 		t.Fatalf("probed image: %d bytes", len(got))
@@ -764,10 +741,12 @@ func TestImagesInUseGetCached(t *testing.T) {
 		return f
 	}
 	hf := hold(huge.ID)
-	time.Sleep(time.Second)
+	// A negative check, so a wait: three times the delay, for the huge
+	// image and for the probe closed before it.
+	time.Sleep(3 * 300 * time.Millisecond)
 	hf.Close()
 	if st, _ := cache.State(ctx); len(st.Cached) != 0 || len(st.Queued) != 0 {
-		t.Fatalf("an image larger than the cache was cached: %+v", st)
+		t.Fatalf("a probe or an image larger than the cache was cached: %+v", st)
 	}
 	f := hold(used.ID)
 	eventually(t, 20*time.Second, "the image in use cached", func() bool {
@@ -775,9 +754,8 @@ func TestImagesInUseGetCached(t *testing.T) {
 		return len(st.Cached) == 1 && st.Cached[0].ImageID == used.ID && len(st.Queued) == 0
 	})
 	f.Close()
-	time.Sleep(600 * time.Millisecond) // past CacheInUseAfter of the probe too
 	if st, _ := cache.State(ctx); len(st.Cached) != 1 || len(st.Queued) != 0 {
-		t.Fatalf("cache after a probe: %+v", st)
+		t.Fatalf("cache after the image in use was cached: %+v", st)
 	}
 	before := srv.Stats()
 	if got := mustReadFile(t, filepath.Join(dir, "images", used.ID)); !bytes.Equal(got, data) {
