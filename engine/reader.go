@@ -28,20 +28,26 @@ type ImageReader struct {
 	cfg   ReaderConfig
 
 	// lastEnd is the end offset of the latest read, to detect sequential
-	// access; raMark is the chunk index read-ahead has been issued up to.
+	// access.
 	lastEnd atomic.Int64
-	raMark  atomic.Int64
-	raSem   chan struct{}
-	raWG    sync.WaitGroup
+
+	// Read-ahead: workers load chunks raNext, raNext+1, ... up to raEnd,
+	// each taking the next index as soon as its load is done; sequential
+	// reads move raEnd forward. Guarded by raMu.
+	raMu      sync.Mutex
+	raNext    int
+	raEnd     int
+	raWorkers int
+	raWG      sync.WaitGroup
 }
+
+// maxReadAheadWorkers bounds the concurrent read-ahead loads of one reader.
+const maxReadAheadWorkers = 4
 
 // NewImageReader returns a reader over m.
 func NewImageReader(m *Manifest, store ChunkStore, cache *ChunkCache, cfg ReaderConfig) *ImageReader {
 	r := &ImageReader{m: m, store: store, cache: cache, cfg: cfg}
 	r.lastEnd.Store(-1)
-	if cfg.ReadAhead > 0 {
-		r.raSem = make(chan struct{}, min(cfg.ReadAhead, 4))
-	}
 	return r
 }
 
@@ -135,39 +141,53 @@ func (r *ImageReader) ReadAtContext(ctx context.Context, p []byte, off int64) (i
 	return n, nil
 }
 
-// readAhead starts background loads of the chunks after index from: up to
-// ReadAhead of them, or two requests' worth when requests span more
-// chunks (a 1 MiB read spans ~16), skipping those already issued.
+// readAhead moves the read-ahead window to the chunks after index from:
+// up to ReadAhead of them, or three requests' worth when requests span
+// more chunks (a 1 MiB read spans ~16). Workers keep loading until the
+// window is full, each starting its next load as soon as the last one is
+// done, so loads overlap the reader's own work instead of starting only
+// when it calls again.
 func (r *ImageReader) readAhead(ctx context.Context, from, perRequest int) {
-	end := min(from+max(r.cfg.ReadAhead, 3*perRequest), len(r.m.Chunks))
+	window := max(r.cfg.ReadAhead, 3*perRequest)
+	end := min(from+window, len(r.m.Chunks))
+	r.raMu.Lock()
+	defer r.raMu.Unlock()
+	switch {
+	case from+window < r.raNext:
+		// A new sequential run well behind the last one: start over.
+		r.raNext, r.raEnd = from, end
+	default:
+		r.raNext = max(r.raNext, from)
+		r.raEnd = max(r.raEnd, end)
+	}
+	limit := min(r.cfg.ReadAhead, maxReadAheadWorkers)
+	ctx = context.WithoutCancel(ctx)
+	for r.raWorkers < limit && r.raWorkers < r.raEnd-r.raNext {
+		r.raWorkers++
+		r.raWG.Add(1)
+		go r.readAheadWorker(ctx)
+	}
+}
+
+// readAheadWorker loads the window's chunks in order until it is empty.
+// Load errors are left for the demand read to report.
+func (r *ImageReader) readAheadWorker(ctx context.Context) {
+	defer r.raWG.Done()
 	for {
-		mark := r.raMark.Load()
-		if int64(end) <= mark {
+		r.raMu.Lock()
+		if r.raNext >= r.raEnd {
+			r.raWorkers--
+			r.raMu.Unlock()
 			return
 		}
-		if r.raMark.CompareAndSwap(mark, int64(end)) {
-			from = max(from, int(mark))
-			break
-		}
-	}
-	ctx = context.WithoutCancel(ctx)
-	for i := from; i < end; i++ {
+		i := r.raNext
+		r.raNext++
+		r.raMu.Unlock()
 		c := r.m.Chunks[i]
 		if c.ID.IsZero() || r.cache.Contains(c.ID) {
 			continue
 		}
-		select {
-		case r.raSem <- struct{}{}:
-		default:
-			// Read-ahead is saturated; the reader will fetch on demand.
-			r.raMark.Store(int64(i))
-			return
-		}
-		r.raWG.Add(1)
-		go func() {
-			defer func() { <-r.raSem; r.raWG.Done() }()
-			_ = r.touch(ctx, i) // errors surface on the demand read
-		}()
+		_ = r.touch(ctx, i)
 	}
 }
 

@@ -43,6 +43,29 @@ func openStore(b *testing.B) *pebblestore.Store {
 	return s
 }
 
+// waitQuiet waits until the store has run no flush or compaction for
+// half a second (at most a minute): an ingest leaves compactions running
+// for a few seconds, and a read benchmark must time reads, not the
+// previous step's background work. A running node reads images uploaded
+// long before.
+func waitQuiet(b *testing.B, s *pebblestore.Store) {
+	b.Helper()
+	deadline := time.Now().Add(time.Minute)
+	var last int64 = -1
+	for quietSince := time.Now(); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		m := s.DB().Metrics()
+		done := m.Compact.Count + m.Flush.Count
+		if m.Compact.NumInProgress > 0 || m.Flush.NumInProgress > 0 || done != last {
+			last, quietSince = done, time.Now()
+			continue
+		}
+		if time.Since(quietSince) >= 500*time.Millisecond {
+			return
+		}
+	}
+	b.Logf("store still compacting after a minute; timing anyway")
+}
+
 func ingest(b *testing.B, g *engine.Ingester, data []byte) (*engine.IngestResult, time.Duration) {
 	b.Helper()
 	start := time.Now()
@@ -288,6 +311,7 @@ func benchReadSequential(b *testing.B, kind string) {
 	s := openStore(b)
 	g, _ := engine.NewIngester(s, nil, engine.DefaultIngestConfig())
 	res, _ := ingest(b, g, data)
+	waitQuiet(b, s)
 	for _, mode := range []string{"fresh", "node"} {
 		b.Run(mode, func(b *testing.B) {
 			buf := make([]byte, 1<<20)
@@ -344,6 +368,7 @@ func BenchmarkReadRandom4K(b *testing.B) {
 	s := openStore(b)
 	g, _ := engine.NewIngester(s, nil, engine.DefaultIngestConfig())
 	res, _ := ingest(b, g, data)
+	waitQuiet(b, s)
 	warm := engine.NewImageReader(res.Manifest, s, engine.NewChunkCache(2<<30), engine.ReaderConfig{})
 	if _, err := warm.WriteTo(io.Discard); err != nil {
 		b.Fatal(err)
