@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/mosaicimg/mosaic/engine"
+	"github.com/mosaicimg/mosaic/engine/pebblestore"
 )
 
 // storageFlags are serve's garbage-collection settings.
@@ -27,7 +28,7 @@ type storageFlags struct {
 func (f *storageFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&f.gcInterval, "gc-interval", time.Hour, "run chunk garbage collection this often (0 disables the periodic run)")
 	fs.DurationVar(&f.gcGrace, "gc-grace", time.Hour, "never sweep chunks younger than this")
-	fs.Uint64Var(&f.memtable, "chunk-memtable-bytes", 64<<20, "size of each of the chunk store's memtables (chunks are durable once flushed from one)")
+	fs.Uint64Var(&f.memtable, "chunk-memtable-bytes", pebblestore.DefaultMemTableSize, "size of each of the chunk store's memtables (chunks are durable once flushed from one)")
 }
 
 // adminPrefix is where a node serves its storage operations (GC, usage)

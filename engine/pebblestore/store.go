@@ -23,7 +23,8 @@ type Config struct {
 	Dir string
 	// FS overrides the file system (tests use vfs.NewCrashableMem or errorfs).
 	FS vfs.FS
-	// MemTableSize is the size of each memtable; 0 means 64 MiB.
+	// MemTableSize is the size of each memtable; 0 means
+	// DefaultMemTableSize.
 	MemTableSize uint64
 	// BlockCacheSize is the memory Pebble keeps for sstable blocks (index,
 	// filter and data blocks: the lookup path of every Get) and blob value
@@ -44,6 +45,11 @@ type Config struct {
 	// Now may be replaced in tests.
 	Now func() time.Time
 }
+
+// DefaultMemTableSize is the default memtable size. Sync flushes the
+// memtable, so it bounds the flush an upload waits for at its end; 32 MiB
+// keeps that under ~50 ms here while flushes stay large (docs/storage.md).
+const DefaultMemTableSize = 32 << 20
 
 // Store is a Pebble-backed chunk store.
 type Store struct {
@@ -110,7 +116,7 @@ func Open(cfg Config) (*Store, error) {
 		cfg.Now = time.Now
 	}
 	if cfg.MemTableSize == 0 {
-		cfg.MemTableSize = 64 << 20
+		cfg.MemTableSize = DefaultMemTableSize
 	}
 	if cfg.BlockCacheSize == 0 {
 		cfg.BlockCacheSize = 64 << 20
@@ -146,6 +152,16 @@ func Open(cfg Config) (*Store, error) {
 	// reading an index block.
 	for i := range opts.Levels {
 		opts.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
+	}
+	// Pebble sizes sstables by the values they refer to, blob values
+	// included: with the defaults (2 MiB at L0, doubling per level, and
+	// flushes split every 4 MiB) every flush of chunk bodies made dozens of
+	// sstables of a few KiB of keys each, and compactions churned through
+	// ~250 files per GiB ingested, creating, syncing and deleting them
+	// (docs/storage.md). The keys of 1 GiB of chunks fit in ~2 MiB.
+	opts.FlushSplitBytes = 1 << 40
+	for i := range opts.TargetFileSizes {
+		opts.TargetFileSizes[i] = 256 << 20
 	}
 	// No Pebble block compression: chunk bodies are zstd frames already or
 	// were stored raw because zstd could not shrink them, and the keys are
