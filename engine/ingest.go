@@ -3,14 +3,15 @@ package engine
 import (
 	"context"
 	"crypto"
-	"crypto/md5"
 	"crypto/sha256"
 	"crypto/sha512"
 	"errors"
 	"fmt"
 	"hash"
 	"io"
+	"log/slog"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -31,6 +32,16 @@ type IngestConfig struct {
 	// BlocksInFlight bounds the memory an ingest uses (BlockSize each);
 	// 0 means 2×Workers+4.
 	BlocksInFlight int
+	// Memo, when set, remembers the whole-stream digests of ingested
+	// content, so that uploads of known content skip hashing it (see
+	// StreamMemo). nil hashes every upload in full.
+	Memo StreamMemo
+	// CheckpointEvery is the interval of the hash states remembered with
+	// a stream; 0 means DefaultCheckpointEvery.
+	CheckpointEvery int64
+	// Logger receives warnings the ingest survives (a memo it cannot
+	// read or write); nil discards them.
+	Logger *slog.Logger
 }
 
 // DefaultIngestConfig returns the defaults.
@@ -57,6 +68,9 @@ func (c *IngestConfig) Validate() error {
 	}
 	if c.BlocksInFlight <= 0 {
 		c.BlocksInFlight = 2*c.Workers + 4
+	}
+	if c.CheckpointEvery <= 0 {
+		c.CheckpointEvery = DefaultCheckpointEvery
 	}
 	return nil
 }
@@ -94,6 +108,14 @@ type IngestResult struct {
 	NewChunks int
 	NewBytes  int64
 	ZeroBytes int64
+	// HashedBytes counts the bytes each whole-stream hash read: Size,
+	// less what known content spared (0 when the whole stream was known;
+	// when it stopped following a known stream, the bytes from the
+	// checkpoint before that point on).
+	HashedBytes int64
+	// Known reports that the digests are those remembered of the same
+	// content (the stream matched a remembered one to its end).
+	Known bool
 }
 
 // Ingester turns a byte stream into stored chunks and a manifest. It is
@@ -102,6 +124,7 @@ type Ingester struct {
 	store ChunkStore
 	pins  *Pins
 	cfg   IngestConfig
+	log   *slog.Logger
 	carry sync.Pool // *[]byte of Chunking.Max bytes, for chunks spanning blocks
 }
 
@@ -115,7 +138,7 @@ func NewIngester(store ChunkStore, pins *Pins, cfg IngestConfig) (*Ingester, err
 	if pins == nil {
 		pins = NewPins()
 	}
-	g := &Ingester{store: store, pins: pins, cfg: cfg}
+	g := &Ingester{store: store, pins: pins, cfg: cfg, log: logger(cfg.Logger)}
 	g.carry.New = func() any { b := make([]byte, 0, cfg.Chunking.Max); return &b }
 	return g, nil
 }
@@ -152,6 +175,8 @@ type chunkJob struct {
 	ref     *ChunkRef
 	data    []byte
 	release func()
+	// done, if set, is closed once the chunk is named and stored.
+	done chan struct{}
 }
 
 // Ingest reads r to the end, stores its chunks and its manifest, syncs the
@@ -159,23 +184,41 @@ type chunkJob struct {
 // every byte the result refers to is durable. On error nothing refers to the
 // chunks written; they are garbage for GC.
 func (g *Ingester) Ingest(ctx context.Context, r io.Reader, opt IngestOptions) (*IngestResult, error) {
-	osh, err := NewOSHash(opt.OSHashAlgo)
-	if err != nil {
+	if _, err := NewOSHash(opt.OSHashAlgo); err != nil {
 		return nil, err
 	}
 	algo := opt.OSHashAlgo
 	if algo == "" {
 		algo = "sha512"
 	}
-	hashes := []hash.Hash{osh}
+	names := []string{algo}
 	if !opt.SkipMD5 {
-		hashes = append(hashes, md5.New())
+		names = append(names, HashMD5)
 	}
+	var sigName string
 	if opt.SignatureHash != 0 {
 		if !opt.SignatureHash.Available() {
 			return nil, Errorf(ErrInvalid, "signature hash %v is not available", opt.SignatureHash)
 		}
-		hashes = append(hashes, opt.SignatureHash.New())
+		n, err := hashName(opt.SignatureHash)
+		if err != nil {
+			return nil, err
+		}
+		sigName = n
+		if !slices.Contains(names, n) {
+			names = append(names, n)
+		}
+	}
+	hashers := make([]*streamHasher, len(names))
+	for i, n := range names {
+		h, err := newNamedHash(n)
+		if err != nil {
+			return nil, err
+		}
+		hashers[i] = &streamHasher{name: n, h: h, in: make(chan hashPiece, g.cfg.BlocksInFlight+8)}
+		if g.cfg.Memo != nil {
+			hashers[i].every = g.cfg.CheckpointEvery
+		}
 	}
 	cutter, err := chunker.NewCutter(g.cfg.Chunking)
 	if err != nil {
@@ -192,19 +235,12 @@ func (g *Ingester) Ingest(ctx context.Context, r io.Reader, opt IngestOptions) (
 		defer pins.End()
 	}
 
-	// Hash goroutines: one per whole-stream hash, fed every block in order.
-	hashCh := make([]chan *block, len(hashes))
-	for i, h := range hashes {
-		ch := make(chan *block, g.cfg.BlocksInFlight)
-		hashCh[i] = ch
-		eg.Go(func() error {
-			for b := range ch {
-				h.Write(b.buf)
-				b.release()
-			}
-			return nil
-		})
+	// Hash goroutines: one per whole-stream hash, fed in order by the feed.
+	feed := newHashFeed(g, hashers, g.cfg.Memo != nil)
+	for _, h := range hashers {
+		eg.Go(func() error { h.run(); return nil })
 	}
+	eg.Go(func() error { return feed.run(ctx) })
 	// Chunk workers.
 	var newChunks, zeroBytes, newBytes atomic.Int64
 	jobs := make(chan chunkJob, 4*g.cfg.Workers)
@@ -213,6 +249,9 @@ func (g *Ingester) Ingest(ctx context.Context, r io.Reader, opt IngestOptions) (
 			for j := range jobs {
 				err := g.storeChunk(ctx, pins, j, &newChunks, &newBytes, &zeroBytes)
 				j.release()
+				if err == nil && j.done != nil {
+					close(j.done)
+				}
 				if err != nil {
 					for j := range jobs { // drain so the reader never blocks
 						j.release()
@@ -246,11 +285,31 @@ func (g *Ingester) Ingest(ctx context.Context, r io.Reader, opt IngestOptions) (
 		chunkOff int64
 		carryP   *[]byte // bytes of the current chunk from earlier blocks
 	)
-	readErr := func() error {
+	// sendChunk hands a chunk to the workers and, while the feed follows
+	// known content, tells the feed about it.
+	sendChunk := func(j chunkJob) error {
+		if feed.wantChunks() {
+			j.done = make(chan struct{})
+		}
+		if err := g.send(ctx, jobs, j); err != nil {
+			return err
+		}
+		if j.done == nil {
+			return nil
+		}
+		select {
+		case feed.events <- feedEvent{c: &feedChunk{ref: j.ref, done: j.done}}:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	readErr := func() (err error) {
 		defer func() {
-			for _, ch := range hashCh {
-				close(ch)
+			if err != nil {
+				feed.aborted.Store(true)
 			}
+			close(feed.events)
 			close(jobs)
 		}()
 		for {
@@ -276,9 +335,11 @@ func (g *Ingester) Ingest(ctx context.Context, r io.Reader, opt IngestOptions) (
 				return Errorf(ErrTooLarge, "Image exceeds the storage quota: the upload is larger than %d bytes", opt.MaxSize)
 			}
 			if n > 0 {
-				b.refs.Store(int32(len(hashCh)) + 1) // +1: the cutter's own reference
-				for _, ch := range hashCh {
-					ch <- b
+				b.refs.Store(2) // the feed's and the cutter's
+				select {
+				case feed.events <- feedEvent{b: b, off: total - int64(n)}:
+				case <-ctx.Done():
+					return ctx.Err()
 				}
 				data := b.buf
 				for len(data) > 0 {
@@ -295,7 +356,7 @@ func (g *Ingester) Ingest(ctx context.Context, r io.Reader, opt IngestOptions) (
 						cp := carryP
 						carryP = nil
 						size := len(*cp) // read before send: the worker may recycle *cp at once
-						if err := g.send(ctx, jobs, chunkJob{ref: newRef(chunkOff, size), data: *cp,
+						if err := sendChunk(chunkJob{ref: newRef(chunkOff, size), data: *cp,
 							release: func() { *cp = (*cp)[:0]; g.carry.Put(cp) }}); err != nil {
 							b.release()
 							return err
@@ -303,7 +364,7 @@ func (g *Ingester) Ingest(ctx context.Context, r io.Reader, opt IngestOptions) (
 						chunkOff += int64(size)
 					} else {
 						b.refs.Add(1)
-						if err := g.send(ctx, jobs, chunkJob{ref: newRef(chunkOff, k), data: data[:k:k], release: b.release}); err != nil {
+						if err := sendChunk(chunkJob{ref: newRef(chunkOff, k), data: data[:k:k], release: b.release}); err != nil {
 							b.release() // the cutter's reference; send released the job's
 							return err
 						}
@@ -320,7 +381,7 @@ func (g *Ingester) Ingest(ctx context.Context, r io.Reader, opt IngestOptions) (
 					cp := carryP
 					carryP = nil
 					size := len(*cp)
-					if err := g.send(ctx, jobs, chunkJob{ref: newRef(chunkOff, size), data: *cp,
+					if err := sendChunk(chunkJob{ref: newRef(chunkOff, size), data: *cp,
 						release: func() { *cp = (*cp)[:0]; g.carry.Put(cp) }}); err != nil {
 						return err
 					}
@@ -356,18 +417,56 @@ func (g *Ingester) Ingest(ctx context.Context, r io.Reader, opt IngestOptions) (
 		return nil, fmt.Errorf("ingest: sync: %w", err)
 	}
 	res := &IngestResult{
-		Manifest: m, Root: root, Size: total,
-		OSHashAlgo: algo, OSHash: hashes[0].Sum(nil),
+		Manifest: m, Root: root, Size: total, OSHashAlgo: algo,
 		NewChunks: int(newChunks.Load()), NewBytes: newBytes.Load(), ZeroBytes: zeroBytes.Load(),
+		HashedBytes: hashers[0].hashed,
 	}
-	rest := hashes[1:]
+	sums := make(map[string][]byte, len(hashers))
+	if feed.known != nil {
+		res.Known = true
+		for _, h := range hashers {
+			sums[h.name] = feed.known.Hashes[h.name].Sum
+		}
+	} else {
+		for _, h := range hashers {
+			if h.err != nil {
+				return nil, h.err
+			}
+			sums[h.name] = h.h.Sum(nil)
+		}
+	}
+	res.OSHash = sums[algo]
 	if !opt.SkipMD5 {
-		res.MD5, rest = rest[0].Sum(nil), rest[1:]
+		res.MD5 = sums[HashMD5]
 	}
-	if len(rest) > 0 {
-		res.SignatureDigest = rest[0].Sum(nil)
+	if sigName != "" {
+		res.SignatureDigest = sums[sigName]
 	}
+	g.remember(parent, res, hashers)
 	return res, nil
+}
+
+// remember tells the memo what this ingest learnt: the digests and
+// checkpoints of the content it hashed, or (for known content) that the
+// content was used again, which keeps it from being evicted first.
+func (g *Ingester) remember(ctx context.Context, res *IngestResult, hashers []*streamHasher) {
+	if g.cfg.Memo == nil || len(res.Manifest.Chunks) == 0 {
+		return
+	}
+	d := StreamDigests{Root: res.Root, First: res.Manifest.Chunks[0].ID, Size: res.Size, Every: g.cfg.CheckpointEvery}
+	if !res.Known { // known content: only the time, the memo keeps the rest
+		d.Hashes = make(map[string]StreamHash, len(hashers))
+		for _, h := range hashers {
+			if h.pos != res.Size || int64(len(h.states)) != res.Size/g.cfg.CheckpointEvery {
+				g.log.Warn("ingest: hash checkpoints incomplete; not remembering the stream", "root", res.Root, "hash", h.name)
+				return
+			}
+			d.Hashes[h.name] = StreamHash{Sum: h.h.Sum(nil), States: h.states}
+		}
+	}
+	if err := g.cfg.Memo.RememberStream(ctx, d); err != nil {
+		g.log.Warn("ingest: remember stream digests", "root", res.Root, "err", err)
+	}
 }
 
 func (g *Ingester) send(ctx context.Context, jobs chan<- chunkJob, j chunkJob) error {

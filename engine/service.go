@@ -331,7 +331,8 @@ func (s *Service) Upload(ctx context.Context, id string, r io.Reader) (*Image, e
 		return nil, err
 	}
 	s.log.Info("image uploaded", "image", id, "size", res.Size, "chunks", len(res.Manifest.Chunks),
-		"new_chunks", res.NewChunks, "new_bytes", res.NewBytes, "zero_bytes", res.ZeroBytes)
+		"new_chunks", res.NewChunks, "new_bytes", res.NewBytes, "zero_bytes", res.ZeroBytes,
+		"known_content", res.Known, "hashed_bytes", res.HashedBytes)
 	return out, nil
 }
 

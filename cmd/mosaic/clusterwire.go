@@ -136,8 +136,10 @@ func startCluster(ctx context.Context, n *node, c serveConfig, chunks *pebblesto
 	}
 	n.onClose(store.Close)
 	keys := engine.NewKeyManager(meta, engine.KeyManagerConfig{})
+	// The local store remembers the digests of what this node ingested,
+	// so an upload of known content through it skips hashing.
 	svc, err := engine.NewService(engine.ServiceConfig{NodeID: c.nodeID, ChunkCacheBytes: c.cacheBytes,
-		Certificates: keys, Import: c.importConfig()},
+		Certificates: keys, Import: c.importConfig(), Ingest: engine.IngestConfig{Memo: chunks, Logger: log}},
 		meta, store, pins, log)
 	if err != nil {
 		return nil, err

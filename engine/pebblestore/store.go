@@ -68,6 +68,10 @@ type Store struct {
 	log *slog.Logger
 	now func() time.Time
 	enc sync.Pool // *[]byte encode buffers
+
+	// The remembered streams (memo.go): root → first chunk and time.
+	memoMu sync.Mutex
+	memo   map[engine.ChunkID]memoEntry
 }
 
 var _ engine.GCStore = (*Store)(nil)
@@ -176,6 +180,10 @@ func Open(cfg Config) (*Store, error) {
 	}
 	s.db = db
 	s.enc.New = func() any { b := make([]byte, 0, 320<<10); return &b }
+	if err := s.loadMemoIndex(); err != nil {
+		_ = db.Close()
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -418,10 +426,14 @@ func (s *Store) syncOpt() *pebble.WriteOptions {
 	return pebble.NoSync
 }
 
-// DeleteChunks implements engine.GCStore.
+// DeleteChunks implements engine.GCStore. A deleted manifest root takes
+// what is remembered of its stream with it.
 func (s *Store) DeleteChunks(ctx context.Context, ids []engine.ChunkID) error {
+	s.memoMu.Lock()
+	defer s.memoMu.Unlock()
 	b := s.db.NewBatch()
 	defer b.Close()
+	forgotten := s.forgetDeletedLocked(b, ids)
 	for _, id := range ids {
 		if err := b.Delete(metaKey(id), nil); err != nil {
 			return fmt.Errorf("pebblestore: delete %s: %w", id, err)
@@ -432,6 +444,9 @@ func (s *Store) DeleteChunks(ctx context.Context, ids []engine.ChunkID) error {
 	}
 	if err := b.Commit(s.syncOpt()); err != nil {
 		return fmt.Errorf("pebblestore: delete: %w", translateWriteErr(err))
+	}
+	for _, root := range forgotten {
+		delete(s.memo, root)
 	}
 	// Without a WAL the deletes are durable at the next flush; a chunk that
 	// comes back after a crash is garbage again and the next GC takes it.
