@@ -190,6 +190,82 @@ const (
 	laneLen = 2048
 )
 
+// scanLanes advances the gear hashes f of four lanes of d (laneLen bytes
+// apart) from byte j on until one of them has no bit of mask set, and
+// returns that j (laneLen if none did), f holding the hashes after byte j. It is
+// kept out of line so that the hot loop has the registers to itself: with
+// the cut checks in the same function the compiler spilled lane pointers
+// or hashes to the stack on every byte.
+//
+//go:noinline
+func scanLanes(d *[lanes * laneLen]byte, g *[256]uint64, j uint, f *[lanes]uint64, mask uint64) uint {
+	_, _ = d[0], g[0] // nil checks here, not in the loop
+	f0, f1, f2, f3 := f[0], f[1], f[2], f[3]
+	for ; j < laneLen; j++ {
+		f0 = f0<<1 + g[d[j]]
+		f1 = f1<<1 + g[d[j+laneLen]]
+		f2 = f2<<1 + g[d[j+2*laneLen]]
+		f3 = f3<<1 + g[d[j+3*laneLen]]
+		if f0&mask == 0 || f1&mask == 0 || f2&mask == 0 || f3&mask == 0 {
+			break
+		}
+	}
+	f[0], f[1], f[2], f[3] = f0, f1, f2, f3
+	return j
+}
+
+// scanFewLanes is scanLanes for the first n < lanes lanes only.
+//
+//go:noinline
+func scanFewLanes(d *[lanes * laneLen]byte, g *[256]uint64, j uint, f *[lanes]uint64, n int, mask uint64) uint {
+	_, _ = d[0], g[0]
+	switch n {
+	case 1:
+		f0 := f[0]
+		for ; j < laneLen; j++ {
+			if f0 = f0<<1 + g[d[j]]; f0&mask == 0 {
+				break
+			}
+		}
+		f[0] = f0
+	case 2:
+		f0, f1 := f[0], f[1]
+		for ; j < laneLen; j++ {
+			f0 = f0<<1 + g[d[j]]
+			f1 = f1<<1 + g[d[j+laneLen]]
+			if f0&mask == 0 || f1&mask == 0 {
+				break
+			}
+		}
+		f[0], f[1] = f0, f1
+	default:
+		f0, f1, f2 := f[0], f[1], f[2]
+		for ; j < laneLen; j++ {
+			f0 = f0<<1 + g[d[j]]
+			f1 = f1<<1 + g[d[j+laneLen]]
+			f2 = f2<<1 + g[d[j+2*laneLen]]
+			if f0&mask == 0 || f1&mask == 0 || f2&mask == 0 {
+				break
+			}
+		}
+		f[0], f[1], f[2] = f0, f1, f2
+	}
+	return j
+}
+
+// windows3 returns the gear hashes of the WindowSize bytes before lanes
+// 1, 2 and 3 of d (where those lanes start), as three interleaved chains:
+// one after the other, their latency cost as much as a fifth of a lane.
+func windows3(d *[lanes * laneLen]byte) (f1, f2, f3 uint64) {
+	g := &gear
+	for j := laneLen - WindowSize; j < laneLen; j++ {
+		f1 = f1<<1 + g[d[j]]
+		f2 = f2<<1 + g[d[j+laneLen]]
+		f3 = f3<<1 + g[d[j+2*laneLen]]
+	}
+	return f1, f2, f3
+}
+
 // scanGear returns the first index i in [lo, hi) after which the chunk is
 // cut, or -1.
 func (c *Cutter) scanGear(data []byte, lo, hi, sEnd int) int {
@@ -198,28 +274,33 @@ func (c *Cutter) scanGear(data []byte, lo, hi, sEnd int) int {
 	i := lo
 	fp := c.fpBefore(data, lo)
 	for hi-i >= lanes*laneLen {
-		d0 := data[i : i+laneLen]
-		d1 := data[i+laneLen : i+2*laneLen]
-		d2 := data[i+2*laneLen : i+3*laneLen]
-		d3 := data[i+3*laneLen : i+4*laneLen]
-		f0, f1, f2, f3 := fp, c.fpBefore(data, i+laneLen), c.fpBefore(data, i+2*laneLen), c.fpBefore(data, i+3*laneLen)
+		d := (*[lanes * laneLen]byte)(data[i : i+lanes*laneLen])
+		f := [lanes]uint64{fp}
+		f[1], f[2], f[3] = windows3(d)
 		best := [lanes]int{-1, -1, -1, -1}
 		found := false
-		for j := 0; j < len(d0); j++ {
-			f0 = f0<<1 + g[d0[j]]
-			f1 = f1<<1 + g[d1[j]]
-			f2 = f2<<1 + g[d2[j]]
-			f3 = f3<<1 + g[d3[j]]
-			if f0&mL == 0 || f1&mL == 0 || f2&mL == 0 || f3&mL == 0 {
-				for k, f := range [lanes]uint64{f0, f1, f2, f3} {
-					idx := i + k*laneLen + j
-					if best[k] < 0 && f&mL == 0 && (idx > sEnd || f&mS == 0) {
-						best[k], found = idx, true
-					}
+		// live lanes: once lane k has a cut, lanes after it cannot hold
+		// the first one, and only lanes before it are scanned on.
+		live := lanes
+		for j := uint(0); j < laneLen; j++ {
+			if live == lanes {
+				j = scanLanes(d, &gear, j, &f, mL)
+			} else {
+				j = scanFewLanes(d, &gear, j, &f, live, mL)
+			}
+			if j == laneLen {
+				break
+			}
+			for k := range live {
+				idx := i + k*laneLen + int(j)
+				if best[k] < 0 && f[k]&mL == 0 && (idx > sEnd || f[k]&mS == 0) {
+					best[k], found = idx, true
+					live = k
+					break
 				}
-				if best[0] >= 0 {
-					return best[0]
-				}
+			}
+			if best[0] >= 0 {
+				return best[0]
 			}
 		}
 		if found {
@@ -229,7 +310,7 @@ func (c *Cutter) scanGear(data []byte, lo, hi, sEnd int) int {
 				}
 			}
 		}
-		fp = f3
+		fp = f[3]
 		i += lanes * laneLen
 	}
 	for ; i < hi; i++ {
