@@ -139,8 +139,13 @@ func (s samples) median(kind string) (wall, cpu time.Duration) {
 // written; each of these uploads runs on a fresh node with an empty store
 // (otherwise each upload inherits the flushes and compactions of the
 // previous ones, which moved a run's times by ±30% whatever was signed).
-// "dedup": the same 1 GiB again on one node, so no chunk is written and the
-// pass is CPU-bound (the strictest case for an extra hash). The signature
+// "dedup": the same 1 GiB again on one node, so no chunk is written. The
+// node remembers the digests of content it ingested (docs/storage.md,
+// "Known content"), so these uploads compute no digest at all once the
+// signature's algorithm has been computed for the content once: this
+// phase measures known-content uploads, signed or not;
+// BenchmarkUploadPipeline1GiB (a service without the memo) still isolates
+// the cost of the extra hash in a CPU-bound pass. The signature
 // digest rides the ingest's single pass: SHA-256 runs as one more hash
 // goroutine; SHA-512 reuses the os_hash digest and costs nothing. CPU is
 // the node's.
