@@ -3,8 +3,6 @@ package engine
 import (
 	"context"
 	"crypto"
-	"crypto/sha256"
-	"crypto/sha512"
 	"errors"
 	"fmt"
 	"hash"
@@ -146,12 +144,10 @@ func NewIngester(store ChunkStore, pins *Pins, cfg IngestConfig) (*Ingester, err
 // NewOSHash returns the hash for a Glance hashing_algorithm name.
 func NewOSHash(algo string) (hash.Hash, error) {
 	switch algo {
-	case "", "sha512":
-		return sha512.New(), nil
-	case "sha384":
-		return sha512.New384(), nil
-	case "sha256":
-		return sha256.New(), nil
+	case "":
+		return newNamedHash(HashSHA512)
+	case HashSHA512, HashSHA384, HashSHA256:
+		return newNamedHash(algo)
 	}
 	return nil, Errorf(ErrInvalid, "unsupported hashing algorithm %q (want sha256, sha384 or sha512)", algo)
 }

@@ -126,7 +126,7 @@ func newNamedHash(name string) (hash.Hash, error) {
 	case HashSHA512:
 		return sha512.New(), nil
 	}
-	return nil, Errorf(ErrInvalid, "unsupported hashing algorithm %q (want sha256, sha384 or sha512)", name)
+	return nil, fmt.Errorf("unknown hash algorithm %q", name)
 }
 
 // marshalState returns h's state; every hash newNamedHash returns has one.
